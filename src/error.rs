@@ -1,0 +1,235 @@
+//! The core's errors, with PostgreSQL's and libpq's texts.
+//!
+//! Each enum is `#[non_exhaustive]` and carries structured fields; `Display` gives the message
+//! a PostgreSQL user already knows. Errors the peer must see expose the [`ErrorResponse`] to send
+//! through `response()`.
+
+use crate::wire::{ErrorResponse, ProtocolVersion, sqlstate};
+
+/// The detail PostgreSQL attaches to the buffer-stuffing refusals.
+pub const MITM_DETAIL: &str = "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.";
+
+/// The hint PostgreSQL attaches to a bad `replication` value.
+pub const REPLICATION_HINT: &str = "Valid values are: \"false\", 0, \"true\", 1, \"database\".";
+
+/// A malformed initial packet.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The length word is outside 8..=10004. Logged; the connection closes with no reply.
+    #[error("invalid length of startup packet")]
+    InvalidLength {
+        /// The length the client announced.
+        length: u32,
+    },
+    /// A CancelRequest too short to hold a process id. Closed with no reply.
+    #[error("invalid length of cancel request packet")]
+    InvalidCancelLength,
+    /// A CancelRequest whose key is empty or longer than 256 bytes. Closed with no reply.
+    #[error("invalid length of cancel key in cancel request packet")]
+    InvalidCancelKeyLength {
+        /// The key length received.
+        length: usize,
+    },
+    /// A version whose major is not 3, or a request code where it is not allowed (a second
+    /// SSLRequest, or a request inside TLS). FATAL 0A000.
+    #[error(
+        "unsupported frontend protocol {version}: server supports {}.0 to {}",
+        ProtocolVersion::EARLIEST.major(),
+        ProtocolVersion::LATEST
+    )]
+    UnsupportedProtocol {
+        /// The version word received, shown as major.minor.
+        version: ProtocolVersion,
+    },
+    /// The parameters of a StartupMessage are not `name\0value\0…\0`. FATAL 08P01.
+    #[error("invalid startup packet layout: expected terminator as last byte")]
+    InvalidLayout,
+    /// The `replication` parameter is neither a boolean nor `database`. FATAL 22023.
+    #[error("invalid value for parameter \"replication\": \"{value}\"")]
+    InvalidReplication {
+        /// The value received (lossily converted to UTF-8).
+        value: String,
+    },
+    /// No `user` parameter, or an empty one. FATAL 28000.
+    #[error("no PostgreSQL user name specified in startup packet")]
+    NoUserName,
+    /// A message that should be an ErrorResponse is malformed or too long.
+    #[error("invalid ErrorResponse message")]
+    InvalidErrorResponse,
+}
+
+impl DecodeError {
+    /// The SQLSTATE PostgreSQL reports with this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            DecodeError::UnsupportedProtocol { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
+            DecodeError::InvalidReplication { .. } => sqlstate::INVALID_PARAMETER_VALUE,
+            DecodeError::NoUserName => sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            _ => sqlstate::PROTOCOL_VIOLATION,
+        }
+    }
+
+    /// The ErrorResponse PostgreSQL sends for this error, or `None` where it only logs it and
+    /// closes the connection (its COMMERROR cases).
+    pub fn response(&self) -> Option<ErrorResponse> {
+        match self {
+            DecodeError::UnsupportedProtocol { .. }
+            | DecodeError::InvalidLayout
+            | DecodeError::NoUserName => {
+                Some(ErrorResponse::fatal(self.sqlstate(), self.to_string()))
+            }
+            DecodeError::InvalidReplication { .. } => Some(
+                ErrorResponse::fatal(self.sqlstate(), self.to_string()).with_hint(REPLICATION_HINT),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Why the server side refused a connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A malformed or misplaced packet.
+    #[error(transparent)]
+    Packet(#[from] DecodeError),
+    /// The client closed the connection in the middle of a packet. Logged, no reply.
+    #[error("incomplete startup packet")]
+    IncompletePacket,
+    /// The client closed the connection between packets. PostgreSQL closes silently.
+    #[error("connection closed by the client before a startup packet")]
+    ClosedByClient,
+    /// Bytes arrived after an SSLRequest, before TLS (CVE-2021-23214). FATAL 08P01.
+    #[error("received unencrypted data after SSL request")]
+    UnencryptedDataAfterSslRequest,
+    /// Bytes arrived after a GSSENCRequest, before its reply was acted on. FATAL 08P01.
+    #[error("received unencrypted data after GSSAPI encryption request")]
+    UnencryptedDataAfterGssRequest,
+    /// Bytes read in plaintext before a direct SSL handshake were left over after it. Logged,
+    /// no reply.
+    #[error("buffered unencrypted data remains after negotiating SSL connection")]
+    UnencryptedDataAfterHandshake,
+    /// A plaintext StartupMessage where the policy requires TLS. FATAL 28000.
+    #[error("{message}")]
+    PlaintextRefused {
+        /// The message sent to the client.
+        message: String,
+    },
+    /// A direct SSL ClientHello where TLS (or direct SSL) is not available. Closed with no
+    /// reply.
+    #[error("direct SSL connection rejected: SSL is not available")]
+    DirectSslUnavailable,
+    /// A direct SSL handshake that did not negotiate ALPN "postgresql". Logged, no reply.
+    #[error("received direct SSL connection request without ALPN protocol negotiation extension")]
+    DirectSslWithoutAlpn,
+    /// A handshake that negotiated an ALPN protocol other than "postgresql" (the TLS layer
+    /// should have refused it with an alert already). Logged, no reply.
+    #[error("SSL connection was established with unexpected ALPN protocol")]
+    UnexpectedAlpn,
+    /// The TLS handshake failed; the TLS library has sent its alert.
+    #[error("could not accept SSL connection: {reason}")]
+    TlsHandshake {
+        /// What the TLS layer reported.
+        reason: String,
+    },
+}
+
+impl ServerError {
+    /// The SQLSTATE PostgreSQL reports with this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            ServerError::Packet(e) => e.sqlstate(),
+            ServerError::PlaintextRefused { .. } => sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            _ => sqlstate::PROTOCOL_VIOLATION,
+        }
+    }
+
+    /// The ErrorResponse to send before closing, or `None` where PostgreSQL closes without a
+    /// reply.
+    pub fn response(&self) -> Option<ErrorResponse> {
+        match self {
+            ServerError::Packet(e) => e.response(),
+            ServerError::UnencryptedDataAfterSslRequest
+            | ServerError::UnencryptedDataAfterGssRequest => Some(
+                ErrorResponse::fatal(self.sqlstate(), self.to_string()).with_detail(MITM_DETAIL),
+            ),
+            ServerError::PlaintextRefused { message } => {
+                Some(ErrorResponse::fatal(self.sqlstate(), message.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why the client side could not (or may not) connect, in libpq's words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// `sslmode` is not one of libpq's six values.
+    #[error("invalid sslmode value: \"{value}\"")]
+    InvalidSslMode {
+        /// The value given.
+        value: String,
+    },
+    /// `sslnegotiation` is neither `postgres` nor `direct`.
+    #[error("invalid sslnegotiation value: \"{value}\"")]
+    InvalidSslNegotiation {
+        /// The value given.
+        value: String,
+    },
+    /// `sslnegotiation=direct` with `disable`, `allow` or `prefer`.
+    #[error(
+        "weak sslmode \"{mode}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")"
+    )]
+    WeakSslModeWithDirect {
+        /// The sslmode given.
+        mode: &'static str,
+    },
+    /// `sslrootcert=system` with a mode weaker than `verify-full`.
+    #[error("weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")")]
+    WeakSslModeWithSystemRoot {
+        /// The sslmode given.
+        mode: &'static str,
+    },
+    /// The server answered `N` to the SSLRequest and the mode requires SSL.
+    #[error("server does not support SSL, but SSL was required")]
+    SslNotSupported,
+    /// The server answered `E` to the SSLRequest. Its text is deliberately not read: the server
+    /// is not authenticated yet (CVE-2024-10977).
+    #[error("server sent an error response during SSL exchange")]
+    ErrorDuringSslExchange,
+    /// The server answered the SSLRequest with a byte other than `S`, `N` or `E`.
+    #[error("received invalid response to SSL negotiation: {}", char::from(*byte))]
+    InvalidSslResponse {
+        /// The byte received.
+        byte: u8,
+    },
+    /// Bytes arrived with or after the `S` reply, before TLS (CVE-2021-23222).
+    #[error("received unencrypted data after SSL response")]
+    UnencryptedDataAfterSslResponse,
+    /// The server closed the connection during the negotiation.
+    #[error(
+        "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request."
+    )]
+    ServerClosed,
+    /// A direct SSL handshake completed without ALPN.
+    #[error("direct SSL connection was established without ALPN protocol negotiation extension")]
+    DirectSslWithoutAlpn,
+    /// A handshake completed with an ALPN protocol other than "postgresql".
+    #[error("SSL connection was established with unexpected ALPN protocol")]
+    UnexpectedAlpn,
+    /// The TLS handshake failed, with the TLS layer's reason (certificate verification
+    /// included).
+    #[error("{reason}")]
+    TlsHandshake {
+        /// What the TLS layer reported.
+        reason: String,
+    },
+    /// The server refused the connection after the negotiation (authentication, pg_hba.conf).
+    #[error("{}", .response)]
+    Server {
+        /// The server's ErrorResponse.
+        response: ErrorResponse,
+    },
+}

@@ -1,0 +1,415 @@
+//! The server side: one accepted connection, from its first byte to a decided outcome.
+//!
+//! [`ServerNegotiator`] is a sans-IO state machine. The host owns the socket and the TLS
+//! library and drives it with this loop:
+//!
+//! 1. call [`poll_output`](ServerNegotiator::poll_output) and act on what it returns, until
+//!    it returns [`ServerOutput::NeedInput`] (read, then call
+//!    [`handle_input`](ServerNegotiator::handle_input) or
+//!    [`handle_eof`](ServerNegotiator::handle_eof)) or
+//!    [`ServerOutput::StartTls`] (run the handshake, then call
+//!    [`handle_tls_established`](ServerNegotiator::handle_tls_established) or
+//!    [`handle_tls_failed`](ServerNegotiator::handle_tls_failed));
+//! 2. repeat until it returns an outcome: [`ServerOutput::Startup`], [`ServerOutput::Cancel`]
+//!    or [`ServerOutput::Refuse`].
+//!
+//! After TLS is up the host keeps feeding `handle_input`, now with the decrypted bytes.
+//!
+//! The rules are PostgreSQL's (backend_startup.c), with two deliberate tightenings, both of
+//! which only refuse what no conforming client sends:
+//!
+//! * Bytes received after an SSLRequest or a GSSENCRequest, before its reply is acted on, are
+//!   refused at once, in plaintext, with FATAL 08P01 "received unencrypted data after SSL
+//!   request" (or "… after GSSAPI encryption request"); no plaintext byte ever reaches TLS.
+//! * At most one SSLRequest and one GSSENCRequest per connection, and none once TLS is up
+//!   (direct SSL included): a second one is FATAL 0A000 "unsupported frontend protocol
+//!   1234.5679: server supports 3.0 to 3.2".
+
+mod outcome;
+mod packet_buf;
+mod policy;
+
+pub use outcome::{Cancel, NegotiationEvent, Refusal, Reply, ServerOutput, Startup};
+pub use policy::ServerPolicy;
+
+use bytes::Bytes;
+use log::{debug, info, warn};
+
+use crate::channel::{Channel, HandshakeInfo, StartTls};
+use crate::error::{DecodeError, ServerError};
+use crate::wire::{
+    ALPN_PROTOCOL, Decoded, GSSENC_REQUEST_CODE, InitialPacket, MAX_PACKET_LEN, MIN_PACKET_LEN,
+    ProtocolVersion, SSL_REQUEST_CODE, StartupMessage, TLS_HANDSHAKE_RECORD, decode_initial,
+};
+use packet_buf::{Assembled, Fill, PacketBuf};
+
+#[derive(Clone, Debug)]
+enum State {
+    /// Reading a packet, from the socket or (once `channel` is TLS) from the TLS stream.
+    Reading,
+    /// Waiting for the host's TLS handshake.
+    AwaitTls { direct: bool },
+    /// Decided; the outcome until it is polled.
+    Finished(Option<ServerOutput>),
+}
+
+/// One connection's server-side negotiation. See the [module documentation](self) for the
+/// call order.
+#[derive(Clone, Debug)]
+pub struct ServerNegotiator {
+    policy: ServerPolicy,
+    state: State,
+    reply: Option<Reply>,
+    channel: Channel,
+    /// No byte has arrived yet: a leading 0x16 means direct SSL.
+    at_first_byte: bool,
+    ssl_done: bool,
+    gss_done: bool,
+    buf: PacketBuf,
+    events: [Option<NegotiationEvent>; 3],
+}
+
+impl ServerNegotiator {
+    /// A negotiator for a connection just accepted, under `policy`.
+    pub fn new(policy: ServerPolicy) -> Self {
+        ServerNegotiator {
+            policy,
+            state: State::Reading,
+            reply: None,
+            channel: Channel::Plaintext,
+            at_first_byte: true,
+            ssl_done: false,
+            gss_done: false,
+            buf: PacketBuf::default(),
+            events: [None; 3],
+        }
+    }
+
+    /// The next thing the host must do. Drain it after every `handle_*` call until it asks for
+    /// input or for a TLS handshake, or returns an outcome.
+    pub fn poll_output(&mut self) -> ServerOutput {
+        if let Some(reply) = self.reply.take() {
+            return ServerOutput::Transmit(reply);
+        }
+        match &mut self.state {
+            State::Reading => ServerOutput::NeedInput {
+                max: self.buf.wanted(),
+            },
+            State::AwaitTls { direct } => ServerOutput::StartTls(StartTls { direct: *direct }),
+            State::Finished(outcome) => outcome.take().unwrap_or(ServerOutput::Finished),
+        }
+    }
+
+    /// Bytes received: from the socket before TLS, decrypted from the TLS stream after.
+    ///
+    /// Returns how many bytes of `data` were consumed. The rest belong to what follows and stay
+    /// with the caller: the client's TLS handshake for direct SSL (replay them into TLS), or the
+    /// protocol after a StartupMessage (the first regular messages). Bytes that arrive where the
+    /// protocol allows none (after an SSLRequest or a GSSENCRequest) are consumed and refuse
+    /// the connection.
+    pub fn handle_input(&mut self, data: &[u8]) -> usize {
+        if data.is_empty() {
+            return 0;
+        }
+        match self.state {
+            State::Reading => self.read(data),
+            State::AwaitTls { direct } => {
+                // Plaintext handed to the negotiator while TLS is to start: on the SSLRequest
+                // path these are stuffed bytes; on the direct path, a host error. Either way
+                // they must not become TLS input.
+                let error = if direct {
+                    ServerError::UnencryptedDataAfterHandshake
+                } else {
+                    ServerError::UnencryptedDataAfterSslRequest
+                };
+                self.refuse(error);
+                data.len()
+            }
+            State::Finished(_) => {
+                debug!("input after the negotiation finished ignored");
+                0
+            }
+        }
+    }
+
+    /// The peer closed the stream (a read returned 0 bytes).
+    pub fn handle_eof(&mut self) {
+        match self.state {
+            State::Reading => {
+                if self.buf.is_empty() {
+                    debug!("connection closed before a startup packet");
+                    self.finish_refusal(ServerError::ClosedByClient, false);
+                } else {
+                    // PostgreSQL stays quiet about a partial length word after a negotiation.
+                    let quiet = self.buf.len() < 4 && (self.ssl_done || self.gss_done);
+                    self.finish_refusal(ServerError::IncompletePacket, !quiet);
+                }
+            }
+            State::AwaitTls { direct } => {
+                if direct {
+                    self.event(NegotiationEvent::DirectSslRejected);
+                }
+                self.refuse(ServerError::TlsHandshake {
+                    reason: "EOF detected".to_owned(),
+                });
+            }
+            State::Finished(_) => {}
+        }
+    }
+
+    /// The TLS handshake the negotiator asked for completed. For direct SSL, ALPN
+    /// "postgresql" must have been negotiated and no plaintext left unread.
+    pub fn handle_tls_established(&mut self, info: HandshakeInfo<'_>) {
+        let State::AwaitTls { direct } = self.state else {
+            warn!("TLS handshake reported while none was requested; ignored");
+            return;
+        };
+        let error = match info.alpn() {
+            Some(p) if p != ALPN_PROTOCOL => Some(ServerError::UnexpectedAlpn),
+            None if direct => Some(ServerError::DirectSslWithoutAlpn),
+            _ if direct && info.unread_plaintext() > 0 => {
+                Some(ServerError::UnencryptedDataAfterHandshake)
+            }
+            _ => None,
+        };
+        if let Some(error) = error {
+            if direct {
+                self.event(NegotiationEvent::DirectSslRejected);
+            }
+            // TLS is up, but the refusals here are logged only, as in PostgreSQL.
+            self.channel = Channel::Tls { direct };
+            self.refuse(error);
+            return;
+        }
+        if direct {
+            self.event(NegotiationEvent::DirectSslAccepted);
+        }
+        self.channel = Channel::Tls { direct };
+        self.ssl_done = true;
+        self.gss_done = true;
+        self.state = State::Reading;
+    }
+
+    /// The TLS handshake failed (the TLS library has sent its alert). `reason` is logged.
+    pub fn handle_tls_failed(&mut self, reason: &str) {
+        let State::AwaitTls { direct } = self.state else {
+            warn!("TLS failure reported while no handshake was requested; ignored");
+            return;
+        };
+        if direct {
+            self.event(NegotiationEvent::DirectSslRejected);
+        }
+        self.refuse(ServerError::TlsHandshake {
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// The channel the connection is on now.
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &ServerPolicy {
+        &self.policy
+    }
+
+    /// The negotiation events so far, in order.
+    pub fn events(&self) -> impl Iterator<Item = NegotiationEvent> + '_ {
+        self.events.iter().flatten().copied()
+    }
+
+    /// Whether an outcome has been decided.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished(_))
+    }
+
+    /// How many bytes the negotiator holds (a partial packet); never more than 10004.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.held()
+    }
+
+    fn read(&mut self, data: &[u8]) -> usize {
+        if self.at_first_byte {
+            self.at_first_byte = false;
+            if data[0] == TLS_HANDSHAKE_RECORD {
+                self.direct_ssl();
+                return 0;
+            }
+        }
+        if self.buf.is_empty() {
+            // Fast path: a whole packet in hand is decoded in place, without copying.
+            match decode_initial(data, false) {
+                Ok(Decoded::Complete(packet, n)) => {
+                    return n + self.on_packet(packet, Raw::Slice(&data[..n]), &data[n..]);
+                }
+                Ok(Decoded::Partial(_)) => {}
+                Err(e) => {
+                    self.refuse(e.into());
+                    return data.len();
+                }
+            }
+        }
+        match self.buf.push(data) {
+            Err(e) => {
+                self.refuse(e.into());
+                data.len()
+            }
+            Ok((taken, Fill::Incomplete)) => taken,
+            Ok((taken, Fill::Complete)) => {
+                let rest = &data[taken..];
+                taken
+                    + match self.buf.take() {
+                        Assembled::Heap(v) => {
+                            let bytes = Bytes::from(v);
+                            self.dispatch(&bytes, Raw::Shared(&bytes), rest)
+                        }
+                        Assembled::Inline(array, len) => {
+                            self.dispatch(&array[..len], Raw::Slice(&array[..len]), rest)
+                        }
+                    }
+            }
+        }
+    }
+
+    /// Decodes an assembled packet and acts on it; returns how much of `rest` was consumed.
+    fn dispatch(&mut self, packet: &[u8], raw: Raw<'_>, rest: &[u8]) -> usize {
+        match decode_initial(packet, false) {
+            Ok(Decoded::Complete(p, _)) => self.on_packet(p, raw, rest),
+            Ok(Decoded::Partial(_)) => unreachable!("an assembled packet is complete"),
+            Err(e) => {
+                self.refuse(e.into());
+                rest.len()
+            }
+        }
+    }
+
+    /// Acts on one whole packet. `rest` is what followed it in the same input. Returns how
+    /// many bytes of `rest` were consumed.
+    fn on_packet(&mut self, packet: InitialPacket<'_>, raw: Raw<'_>, rest: &[u8]) -> usize {
+        match packet {
+            InitialPacket::SslRequest => self.on_ssl_request(rest),
+            InitialPacket::GssEncRequest => self.on_gss_request(rest),
+            InitialPacket::CancelRequest(c) => {
+                info!("cancel request received (pid {})", c.pid);
+                self.finish(ServerOutput::Cancel(Cancel::new(c.pid, c.key, self.channel)));
+                0
+            }
+            InitialPacket::Startup(m) => {
+                self.on_startup(m, raw);
+                0
+            }
+            InitialPacket::DirectTls => unreachable!("direct TLS is only recognised at byte 0"),
+        }
+    }
+
+    fn on_ssl_request(&mut self, rest: &[u8]) -> usize {
+        if self.ssl_done || self.channel.is_tls() {
+            self.refuse(unsupported(SSL_REQUEST_CODE));
+            return rest.len();
+        }
+        self.ssl_done = true;
+        if !rest.is_empty() {
+            self.refuse(ServerError::UnencryptedDataAfterSslRequest);
+            return rest.len();
+        }
+        if self.policy.tls_available() {
+            self.event(NegotiationEvent::SslRequestAccepted);
+            self.reply = Some(Reply::SslAccepted);
+            self.state = State::AwaitTls { direct: false };
+        } else {
+            self.event(NegotiationEvent::SslRequestRejected);
+            self.reply = Some(Reply::SslRejected);
+        }
+        0
+    }
+
+    fn on_gss_request(&mut self, rest: &[u8]) -> usize {
+        if self.gss_done || self.channel.is_tls() {
+            self.refuse(unsupported(GSSENC_REQUEST_CODE));
+            return rest.len();
+        }
+        self.gss_done = true;
+        if !rest.is_empty() {
+            self.refuse(ServerError::UnencryptedDataAfterGssRequest);
+            return rest.len();
+        }
+        self.event(NegotiationEvent::GssEncRequestRejected);
+        self.reply = Some(Reply::GssRejected);
+        0
+    }
+
+    fn on_startup(&mut self, m: StartupMessage<'_>, raw: Raw<'_>) {
+        if let Err(e) = m.check_user() {
+            self.refuse(e.into());
+            return;
+        }
+        if !self.channel.is_tls() {
+            let lossy = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+            if let Some(message) = self
+                .policy
+                .plaintext_refusal(&lossy(m.user()), &lossy(m.database()))
+            {
+                self.refuse(ServerError::PlaintextRefused { message });
+                return;
+            }
+        }
+        let version = m.version();
+        let packet = match raw {
+            Raw::Slice(b) => Bytes::copy_from_slice(b),
+            Raw::Shared(b) => b.clone(),
+        };
+        debug_assert!((MIN_PACKET_LEN..=MAX_PACKET_LEN).contains(&packet.len()));
+        self.finish(ServerOutput::Startup(Startup::new(packet, version, self.channel)));
+    }
+
+    fn direct_ssl(&mut self) {
+        if self.policy.direct_ssl_available() {
+            self.state = State::AwaitTls { direct: true };
+        } else {
+            self.event(NegotiationEvent::DirectSslRejected);
+            self.refuse(ServerError::DirectSslUnavailable);
+        }
+    }
+
+    fn event(&mut self, e: NegotiationEvent) {
+        info!("{e}");
+        if let Some(slot) = self.events.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(e);
+        }
+    }
+
+    fn refuse(&mut self, error: ServerError) {
+        self.finish_refusal(error, true);
+    }
+
+    fn finish_refusal(&mut self, error: ServerError, log_it: bool) {
+        if log_it {
+            match error.response() {
+                Some(r) => warn!("FATAL:  {}", r.message),
+                None => warn!("{error}"),
+            }
+        }
+        self.reply = None;
+        let channel = self.channel;
+        self.finish(ServerOutput::Refuse(Refusal::new(error, channel)));
+    }
+
+    fn finish(&mut self, output: ServerOutput) {
+        self.buf.clear();
+        self.state = State::Finished(Some(output));
+    }
+}
+
+fn unsupported(code: u32) -> ServerError {
+    DecodeError::UnsupportedProtocol {
+        version: ProtocolVersion::from_u32(code),
+    }
+    .into()
+}
+
+/// The bytes of a whole packet: borrowed from the input, or already shared.
+enum Raw<'a> {
+    Slice(&'a [u8]),
+    Shared(&'a Bytes),
+}

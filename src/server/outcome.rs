@@ -1,0 +1,206 @@
+//! What the server negotiator decides: its outputs and the owned outcomes they carry.
+
+use bytes::Bytes;
+
+use crate::channel::{Channel, StartTls};
+use crate::error::ServerError;
+use crate::wire::{
+    ErrorResponse, MAX_CANCEL_KEY_LEN, ProtocolVersion, REPLY_GSS_REJECTED, REPLY_SSL_ACCEPTED,
+    REPLY_SSL_REJECTED, StartupMessage,
+};
+
+/// What the host must do next, from [`ServerNegotiator::poll_output`](super::ServerNegotiator::poll_output).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerOutput {
+    /// Write this one-byte reply to the client (in plaintext: replies are only ever sent
+    /// before TLS).
+    Transmit(Reply),
+    /// Read at most `max` bytes (from the socket before TLS, from the TLS stream after) and
+    /// pass them to `handle_input`, or call `handle_eof` on end of stream. Reading exactly
+    /// `max` bytes never reads past the current packet.
+    NeedInput {
+        /// The most bytes the negotiator can use now without over-reading.
+        max: usize,
+    },
+    /// Run the TLS server handshake now, then call `handle_tls_established` or
+    /// `handle_tls_failed`. Returned again on every poll until one of them is called.
+    StartTls(StartTls),
+    /// Decided: a StartupMessage arrived. The bytes after it are those `handle_input` did not
+    /// consume.
+    Startup(Startup),
+    /// Decided: a CancelRequest arrived. Nothing is sent back; close the connection.
+    Cancel(Cancel),
+    /// Decided: refuse the connection. Send [`Refusal::response_bytes`] if there is one (on
+    /// the current channel), then close.
+    Refuse(Refusal),
+    /// The outcome has already been returned; the negotiator has nothing more to say.
+    Finished,
+}
+
+/// A one-byte reply to a negotiation request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reply {
+    /// `S`: TLS will start.
+    SslAccepted,
+    /// `N`: no TLS; the client may continue in plaintext.
+    SslRejected,
+    /// `N`: no GSS encryption.
+    GssRejected,
+}
+
+impl Reply {
+    /// The byte to send.
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Reply::SslAccepted => REPLY_SSL_ACCEPTED,
+            Reply::SslRejected => REPLY_SSL_REJECTED,
+            Reply::GssRejected => REPLY_GSS_REJECTED,
+        }
+    }
+}
+
+/// A negotiation event, logged in PostgreSQL's words (its `trace_connection_negotiation`
+/// messages) and kept for the host to inspect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NegotiationEvent {
+    /// "SSLRequest accepted".
+    SslRequestAccepted,
+    /// "SSLRequest rejected".
+    SslRequestRejected,
+    /// "GSSENCRequest rejected".
+    GssEncRequestRejected,
+    /// "direct SSL connection accepted".
+    DirectSslAccepted,
+    /// "direct SSL connection rejected".
+    DirectSslRejected,
+}
+
+impl std::fmt::Display for NegotiationEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NegotiationEvent::SslRequestAccepted => "SSLRequest accepted",
+            NegotiationEvent::SslRequestRejected => "SSLRequest rejected",
+            NegotiationEvent::GssEncRequestRejected => "GSSENCRequest rejected",
+            NegotiationEvent::DirectSslAccepted => "direct SSL connection accepted",
+            NegotiationEvent::DirectSslRejected => "direct SSL connection rejected",
+        })
+    }
+}
+
+/// A StartupMessage that was accepted by the negotiation, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Startup {
+    /// The whole packet, length word included.
+    packet: Bytes,
+    version: ProtocolVersion,
+    channel: Channel,
+}
+
+impl Startup {
+    pub(crate) fn new(packet: Bytes, version: ProtocolVersion, channel: Channel) -> Self {
+        Startup {
+            packet,
+            version,
+            channel,
+        }
+    }
+
+    /// The message, borrowing its parameters.
+    pub fn message(&self) -> StartupMessage<'_> {
+        StartupMessage::parse(self.version, &self.packet[8..])
+            .expect("checked when the packet was decoded")
+    }
+
+    /// The channel it arrived on.
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// The packet's bytes, length word included (what a proxy forwards upstream).
+    pub fn packet(&self) -> &Bytes {
+        &self.packet
+    }
+
+    /// The `user` parameter as UTF-8 (lossy).
+    pub fn user(&self) -> String {
+        String::from_utf8_lossy(self.message().user().unwrap_or_default()).into_owned()
+    }
+
+    /// The `database` parameter as UTF-8 (lossy), defaulting to the user as PostgreSQL does.
+    pub fn database(&self) -> String {
+        String::from_utf8_lossy(self.message().database().unwrap_or_default()).into_owned()
+    }
+}
+
+/// A CancelRequest, owned without allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cancel {
+    pid: u32,
+    key: [u8; MAX_CANCEL_KEY_LEN],
+    key_len: u16,
+    channel: Channel,
+}
+
+impl Cancel {
+    pub(crate) fn new(pid: u32, key: &[u8], channel: Channel) -> Self {
+        let mut k = [0; MAX_CANCEL_KEY_LEN];
+        k[..key.len()].copy_from_slice(key);
+        Cancel {
+            pid,
+            key: k,
+            key_len: key.len() as u16,
+            channel,
+        }
+    }
+
+    /// The process id of the backend to cancel.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The secret key (compare it in constant time).
+    pub fn key(&self) -> &[u8] {
+        &self.key[..self.key_len as usize]
+    }
+
+    /// The channel it arrived on.
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+}
+
+/// A refused connection: why, and what to send before closing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    error: ServerError,
+    channel: Channel,
+}
+
+impl Refusal {
+    pub(crate) fn new(error: ServerError, channel: Channel) -> Self {
+        Refusal { error, channel }
+    }
+
+    /// Why the connection is refused.
+    pub fn error(&self) -> &ServerError {
+        &self.error
+    }
+
+    /// The channel the response goes out on (TLS if the refusal came after the handshake).
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// The ErrorResponse to send, or None where PostgreSQL closes without a reply.
+    pub fn response(&self) -> Option<ErrorResponse> {
+        self.error.response()
+    }
+
+    /// The encoded ErrorResponse to send, if any.
+    pub fn response_bytes(&self) -> Option<Bytes> {
+        self.response().map(|r| r.to_bytes())
+    }
+}
