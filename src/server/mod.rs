@@ -43,6 +43,7 @@ use crate::wire::{
 };
 use packet_buf::{Assembled, Fill, PacketBuf};
 
+#[allow(clippy::large_enum_variant)] // holds the outcome, a Cancel inline
 #[derive(Clone, Debug)]
 enum State {
     /// Reading a packet, from the socket or (once `channel` is TLS) from the TLS stream.

@@ -31,6 +31,7 @@ impl Default for PacketBuf {
 }
 
 /// A packet taken out of the buffer.
+#[allow(clippy::large_enum_variant)] // inline on purpose: no allocation for small packets
 pub(crate) enum Assembled {
     /// The packet's bytes in an inline array, and its length.
     Inline([u8; INLINE], usize),

@@ -136,7 +136,7 @@ impl ErrorResponse {
         let mut severity_seen = false;
         loop {
             match fields.split_first() {
-                Some((0, rest)) if rest.is_empty() => break,
+                Some((0, [])) => break,
                 Some((&tag, rest)) if tag != 0 => {
                     let end = rest
                         .iter()
