@@ -1,0 +1,119 @@
+//! The server negotiator logs its negotiation events and refusals in PostgreSQL's words, so
+//! hosts (and the examples' tests) can scrape them as they would PostgreSQL's log.
+
+mod support;
+
+use std::cell::RefCell;
+
+use pgssl::HandshakeInfo;
+use pgssl::server::{ServerNegotiator, ServerPolicy};
+use pgssl::wire::{GSSENC_REQUEST, SSL_REQUEST};
+use support::{CLIENT_HELLO, feed, startup};
+
+thread_local! {
+    static LINES: RefCell<Vec<(log::Level, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records every log line of the current thread, so tests running in parallel don't mix.
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target().starts_with("pgssl") {
+            LINES.with(|l| l.borrow_mut().push((record.level(), record.args().to_string())));
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture;
+
+fn captured(f: impl FnOnce()) -> Vec<(log::Level, String)> {
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Trace);
+    LINES.with(|l| l.borrow_mut().clear());
+    f();
+    LINES.with(|l| l.borrow().clone())
+}
+
+fn has(lines: &[(log::Level, String)], level: log::Level, text: &str) -> bool {
+    lines.iter().any(|(l, t)| *l == level && t == text)
+}
+
+#[test]
+fn ssl_request_accepted_and_rejected() {
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new().tls(true));
+        feed(&mut s, &SSL_REQUEST);
+    });
+    assert!(has(&lines, log::Level::Info, "SSLRequest accepted"), "{lines:?}");
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new());
+        feed(&mut s, &SSL_REQUEST);
+    });
+    assert!(has(&lines, log::Level::Info, "SSLRequest rejected"), "{lines:?}");
+}
+
+#[test]
+fn gssenc_request_rejected() {
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new());
+        feed(&mut s, &GSSENC_REQUEST);
+    });
+    assert!(has(&lines, log::Level::Info, "GSSENCRequest rejected"), "{lines:?}");
+}
+
+#[test]
+fn direct_ssl_accepted_and_rejected() {
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new().tls(true));
+        feed(&mut s, CLIENT_HELLO);
+        s.handle_tls_established(HandshakeInfo::postgresql());
+    });
+    assert!(has(&lines, log::Level::Info, "direct SSL connection accepted"), "{lines:?}");
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new().tls(true));
+        feed(&mut s, CLIENT_HELLO);
+        s.handle_tls_established(HandshakeInfo::new(None));
+    });
+    assert!(has(&lines, log::Level::Info, "direct SSL connection rejected"), "{lines:?}");
+    assert!(
+        has(
+            &lines,
+            log::Level::Warn,
+            "received direct SSL connection request without ALPN protocol negotiation extension"
+        ),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn fatal_refusals_are_logged_with_their_text() {
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new().tls(true));
+        let mut chunk = SSL_REQUEST.to_vec();
+        chunk.extend_from_slice(&startup(&[("user", "u")]));
+        feed(&mut s, &chunk);
+    });
+    assert!(
+        has(&lines, log::Level::Warn, "FATAL:  received unencrypted data after SSL request"),
+        "{lines:?}"
+    );
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new());
+        feed(&mut s, &3u32.to_be_bytes());
+    });
+    assert!(has(&lines, log::Level::Warn, "invalid length of startup packet"), "{lines:?}");
+}
+
+#[test]
+fn silent_close_is_not_logged_as_a_problem() {
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new());
+        s.handle_eof();
+    });
+    assert!(lines.iter().all(|(l, _)| *l > log::Level::Warn), "{lines:?}");
+}
