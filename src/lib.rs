@@ -78,3 +78,8 @@ pub use channel::{Channel, HandshakeInfo, StartTls};
 pub use client::{ClientNegotiator, ClientOutput, SslMode, SslNegotiation};
 pub use error::{ClientError, DecodeError, ServerError};
 pub use server::{ServerNegotiator, ServerOutput, ServerPolicy};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, installing what it needs on a fresh machine (Debian, run as root).
+#
+#   bash scripts/test.sh
+#
+# It installs what is missing — the OpenSSL layer's build dependencies (libssl-dev, pkg-config)
+# and the real peers the tests talk to (psql) — then runs every test with every feature.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+dpkg -s libssl-dev >/dev/null 2>&1 || need_pkgs+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
+# Real peers: psql (libpq 15) for tests/psql_peer.rs.
+command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
+if ((${#need_pkgs[@]})); then
+    echo "installing: ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+fi
+
+cargo test --all-features --all-targets
+# Doc tests (the README's and the crate docs' examples are compiled).
+cargo test --all-features --doc
