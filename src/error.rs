@@ -187,7 +187,9 @@ pub enum ClientError {
         mode: &'static str,
     },
     /// `sslrootcert=system` with a mode weaker than `verify-full`.
-    #[error("weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")")]
+    #[error(
+        "weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")"
+    )]
     WeakSslModeWithSystemRoot {
         /// The sslmode given.
         mode: &'static str,

@@ -71,7 +71,11 @@
 pub mod channel;
 pub mod client;
 pub mod error;
+#[cfg(feature = "openssl")]
+pub mod io;
 pub mod server;
+#[cfg(feature = "openssl")]
+pub mod tls;
 pub mod wire;
 
 pub use channel::{Channel, HandshakeInfo, StartTls};

@@ -293,7 +293,11 @@ impl ServerNegotiator {
             InitialPacket::GssEncRequest => self.on_gss_request(rest),
             InitialPacket::CancelRequest(c) => {
                 info!("cancel request received (pid {})", c.pid);
-                self.finish(ServerOutput::Cancel(Cancel::new(c.pid, c.key, self.channel)));
+                self.finish(ServerOutput::Cancel(Cancel::new(
+                    c.pid,
+                    c.key,
+                    self.channel,
+                )));
                 0
             }
             InitialPacket::Startup(m) => {
@@ -346,7 +350,8 @@ impl ServerNegotiator {
             return;
         }
         if !self.channel.is_tls() {
-            let lossy = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+            let lossy =
+                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
             if let Some(message) = self
                 .policy
                 .plaintext_refusal(&lossy(m.user()), &lossy(m.database()))
@@ -361,7 +366,11 @@ impl ServerNegotiator {
             Raw::Shared(b) => b.clone(),
         };
         debug_assert!((MIN_PACKET_LEN..=MAX_PACKET_LEN).contains(&packet.len()));
-        self.finish(ServerOutput::Startup(Startup::new(packet, version, self.channel)));
+        self.finish(ServerOutput::Startup(Startup::new(
+            packet,
+            version,
+            self.channel,
+        )));
     }
 
     fn direct_ssl(&mut self) {

@@ -150,8 +150,14 @@ mod tests {
     #[test]
     fn partial_input_consumes_nothing_and_never_over_asks() {
         assert_eq!(decode_initial(&[], true).unwrap(), Decoded::Partial(8));
-        assert_eq!(decode_initial(&SSL_REQUEST[..3], true).unwrap(), Decoded::Partial(5));
-        assert_eq!(decode_initial(&SSL_REQUEST[..5], true).unwrap(), Decoded::Partial(3));
+        assert_eq!(
+            decode_initial(&SSL_REQUEST[..3], true).unwrap(),
+            Decoded::Partial(5)
+        );
+        assert_eq!(
+            decode_initial(&SSL_REQUEST[..5], true).unwrap(),
+            Decoded::Partial(3)
+        );
         let mut b = BytesMut::new();
         encode_startup_message(&mut b, ProtocolVersion::V3_0, [("user", "alice")]);
         assert_eq!(
@@ -208,14 +214,20 @@ mod tests {
                 16
             )
         );
-        let long = packet(CANCEL_REQUEST_CODE, &[&7u32.to_be_bytes()[..], &[9; 256]].concat());
+        let long = packet(
+            CANCEL_REQUEST_CODE,
+            &[&7u32.to_be_bytes()[..], &[9; 256]].concat(),
+        );
         match decode_initial(&long, false).unwrap() {
             Decoded::Complete(InitialPacket::CancelRequest(c), 268) => {
                 assert_eq!((c.pid, c.key.len()), (7, 256))
             }
             other => panic!("{other:?}"),
         }
-        let too_long = packet(CANCEL_REQUEST_CODE, &[&7u32.to_be_bytes()[..], &[9; 257]].concat());
+        let too_long = packet(
+            CANCEL_REQUEST_CODE,
+            &[&7u32.to_be_bytes()[..], &[9; 257]].concat(),
+        );
         assert_eq!(
             decode_initial(&too_long, false).unwrap_err().to_string(),
             "invalid length of cancel key in cancel request packet"
@@ -239,7 +251,9 @@ mod tests {
             let err = decode_initial(&p, false).unwrap_err();
             assert_eq!(
                 err.to_string(),
-                format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.2")
+                format!(
+                    "unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.2"
+                )
             );
             assert_eq!(err.response().unwrap().code, "0A000");
         }

@@ -3,8 +3,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::{
-    CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_CANCEL_KEY_LEN, ProtocolVersion,
-    SSL_REQUEST_CODE,
+    CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_CANCEL_KEY_LEN, ProtocolVersion, SSL_REQUEST_CODE,
 };
 
 const fn request(code: u32) -> [u8; 8] {

@@ -196,8 +196,14 @@ mod tests {
         assert_eq!(b[0], b'E');
         assert_eq!(be_u32(&b[1..5]) as usize, b.len() - 1);
         assert_eq!(b[b.len() - 1], 0);
-        assert_eq!(ErrorResponse::decode(&b).unwrap(), Decoded::Complete(e, b.len()));
-        assert_eq!(ErrorResponse::decode(&b[..7]).unwrap(), Decoded::Partial(b.len() - 7));
+        assert_eq!(
+            ErrorResponse::decode(&b).unwrap(),
+            Decoded::Complete(e, b.len())
+        );
+        assert_eq!(
+            ErrorResponse::decode(&b[..7]).unwrap(),
+            Decoded::Partial(b.len() - 7)
+        );
     }
 
     #[test]

@@ -14,13 +14,15 @@ mod encode;
 mod error_response;
 mod startup;
 
-pub use decode::{CancelRequest, Decoded, InitialPacket, decode_initial};
 pub(crate) use decode::check_length;
+pub use decode::{CancelRequest, Decoded, InitialPacket, decode_initial};
 pub use encode::{
     GSSENC_REQUEST, REPLY_GSS_REJECTED, REPLY_SSL_ACCEPTED, REPLY_SSL_REJECTED, SSL_REQUEST,
     encode_cancel_request, encode_negotiate_protocol_version, encode_startup_message,
 };
 pub use error_response::{ErrorResponse, Severity};
+#[cfg(feature = "openssl")]
+pub(crate) use startup::parse_bool_str;
 pub use startup::{Parameter, Parameters, StartupMessage};
 
 /// The request code of a CancelRequest (1234.5678).

@@ -155,6 +155,12 @@ fn valid_replication_value(v: &[u8]) -> bool {
     v == b"database" || parse_bool(v).is_some()
 }
 
+/// PostgreSQL's `parse_bool` over text (used for boolean settings).
+#[cfg(feature = "openssl")]
+pub(crate) fn parse_bool_str(v: &str) -> Option<bool> {
+    parse_bool(v.as_bytes())
+}
+
 /// PostgreSQL's `parse_bool`: case-insensitive unique prefixes of true/false/yes/no, "on",
 /// "off" (at least two letters), "1" and "0".
 pub(crate) fn parse_bool(v: &[u8]) -> Option<bool> {
@@ -279,6 +285,9 @@ mod tests {
         assert!(m.needs_protocol_negotiation());
         let m = parse(b"user\0u\0_pq_.x\0y\0\0").unwrap();
         assert!(m.needs_protocol_negotiation());
-        assert_eq!(m.protocol_options().collect::<Vec<_>>(), vec![&b"_pq_.x"[..]]);
+        assert_eq!(
+            m.protocol_options().collect::<Vec<_>>(),
+            vec![&b"_pq_.x"[..]]
+        );
     }
 }

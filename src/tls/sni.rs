@@ -1,0 +1,240 @@
+//! Several server identities selected by SNI, with the semantics of PostgreSQL's
+//! `pg_hosts.conf`: lines `HOSTNAME CERT KEY [CA [PASSPHRASE_CMD [RELOAD]]]`; `*` is the default
+//! entry, `/no_sni/` the entry for clients that send no SNI; names match case-insensitively;
+//! a name with no entry uses the default, else the handshake fails with an
+//! `unrecognized_name` alert; no SNI and neither entry fails with `missing_extension`. Each
+//! host keeps its own CA store.
+
+use std::path::{Path, PathBuf};
+
+use openssl::ssl::{NameType, SniError, SslAlert, SslContext, SslContextBuilder};
+
+use super::error::TlsError;
+use super::key_file::io_reason;
+use super::server::{BuildMode, Identity};
+use super::server_config::ServerTlsConfig;
+use crate::wire::parse_bool_str;
+
+/// One line of the hosts file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostEntry {
+    /// The host name (lower-cased), `*` or `/no_sni/`.
+    pub name: String,
+    /// The certificate (chain) file.
+    pub cert_file: PathBuf,
+    /// The key file.
+    pub key_file: PathBuf,
+    /// This host's CA file, if any.
+    pub ca_file: Option<PathBuf>,
+    /// This host's passphrase command, if any.
+    pub passphrase_command: String,
+    /// Whether that command may be run on reload.
+    pub passphrase_command_supports_reload: bool,
+}
+
+/// The contexts of every host entry.
+pub(crate) struct SniHosts {
+    named: Vec<(String, SslContext)>,
+    default: Option<SslContext>,
+    no_sni: Option<SslContext>,
+}
+
+/// Splits a line into tokens: whitespace-separated, `"double quoted"` with `""` for a quote,
+/// `#` starting a comment outside quotes.
+fn tokenize(line: &str) -> Result<Vec<String>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&c) = chars.peek() else { break };
+        if c == '#' {
+            break;
+        }
+        let mut tok = String::new();
+        if c == '"' {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        tok.push('"');
+                    }
+                    Some('"') => break,
+                    Some(ch) => tok.push(ch),
+                    None => return Err("unterminated quoted string".to_owned()),
+                }
+            }
+        } else {
+            while let Some(&ch) = chars.peek() {
+                if ch.is_whitespace() || ch == '#' {
+                    break;
+                }
+                tok.push(ch);
+                chars.next();
+            }
+        }
+        tokens.push(tok);
+    }
+    Ok(tokens)
+}
+
+/// Parses the text of a hosts file.
+pub fn parse_hosts(text: &str, path: &Path) -> Result<Vec<HostEntry>, TlsError> {
+    let mut entries: Vec<HostEntry> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let err = |reason: String| TlsError::HostsFile {
+            path: path.to_owned(),
+            line: i + 1,
+            reason,
+        };
+        let t = tokenize(line).map_err(err)?;
+        if t.is_empty() {
+            continue;
+        }
+        if !(3..=6).contains(&t.len()) {
+            return Err(err(format!(
+                "expected HOSTNAME CERT KEY [CA [PASSPHRASE_CMD [RELOAD]]], found {} fields",
+                t.len()
+            )));
+        }
+        let name = t[0].to_ascii_lowercase();
+        if entries.iter().any(|e| e.name == name) {
+            return Err(err(format!("duplicate entry for host \"{}\"", t[0])));
+        }
+        let supports_reload = match t.get(5) {
+            Some(v) => parse_bool_str(v)
+                .ok_or_else(|| err(format!("invalid boolean value \"{v}\" for RELOAD")))?,
+            None => false,
+        };
+        entries.push(HostEntry {
+            name,
+            cert_file: PathBuf::from(&t[1]),
+            key_file: PathBuf::from(&t[2]),
+            ca_file: t.get(3).filter(|s| !s.is_empty()).map(PathBuf::from),
+            passphrase_command: t.get(4).cloned().unwrap_or_default(),
+            passphrase_command_supports_reload: supports_reload,
+        });
+    }
+    Ok(entries)
+}
+
+impl SniHosts {
+    /// Reads the hosts file and builds a context per entry, with the common settings of
+    /// `config`.
+    pub(crate) fn load(
+        config: &ServerTlsConfig,
+        path: &Path,
+        mode: BuildMode,
+    ) -> Result<SniHosts, TlsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TlsError::HostsFile {
+            path: path.to_owned(),
+            line: 0,
+            reason: io_reason(&e),
+        })?;
+        Self::from_entries(config, &parse_hosts(&text, path)?, mode)
+    }
+
+    /// Builds a context per entry.
+    pub(crate) fn from_entries(
+        config: &ServerTlsConfig,
+        entries: &[HostEntry],
+        mode: BuildMode,
+    ) -> Result<SniHosts, TlsError> {
+        let mut hosts = SniHosts {
+            named: Vec::new(),
+            default: None,
+            no_sni: None,
+        };
+        for e in entries {
+            let id = Identity {
+                cert_file: e.cert_file.clone(),
+                key_file: e.key_file.clone(),
+                ca_file: e.ca_file.clone(),
+                passphrase_command: e.passphrase_command.clone(),
+                passphrase_command_supports_reload: e.passphrase_command_supports_reload,
+            };
+            let (builder, _) =
+                config
+                    .context_builder(&id, mode)
+                    .map_err(|error| TlsError::Host {
+                        host: e.name.clone(),
+                        error: Box::new(error),
+                    })?;
+            let ctx = builder.build();
+            match e.name.as_str() {
+                "*" => hosts.default = Some(ctx),
+                "/no_sni/" => hosts.no_sni = Some(ctx),
+                name => hosts.named.push((name.to_owned(), ctx)),
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// Installs the selection on the context every connection starts with.
+    pub(crate) fn install(self: &std::sync::Arc<Self>, b: &mut SslContextBuilder) {
+        let hosts = self.clone();
+        b.set_servername_callback(move |ssl, alert| {
+            let ctx = match ssl.servername(NameType::HOST_NAME) {
+                Some(name) => {
+                    let found = hosts
+                        .named
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .map(|(_, c)| c);
+                    match found.or(hosts.default.as_ref()) {
+                        Some(c) => c,
+                        None => {
+                            *alert = SslAlert::UNRECOGNIZED_NAME;
+                            return Err(SniError::ALERT_FATAL);
+                        }
+                    }
+                }
+                None => match hosts.no_sni.as_ref().or(hosts.default.as_ref()) {
+                    Some(c) => c,
+                    None => {
+                        *alert = SslAlert::MISSING_EXTENSION;
+                        return Err(SniError::ALERT_FATAL);
+                    }
+                },
+            };
+            ssl.set_ssl_context(ctx)
+                .map_err(|_| SniError::ALERT_FATAL)?;
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pg_hosts_lines() {
+        let text = r#"
+# comment
+Example.COM   a.crt a.key
+*             d.crt d.key root.crt "sh -c ""echo pw""" on
+/no_sni/      n.crt n.key   # trailing comment
+"#;
+        let e = parse_hosts(text, Path::new("pg_hosts.conf")).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].name, "example.com");
+        assert_eq!(e[1].passphrase_command, "sh -c \"echo pw\"");
+        assert!(e[1].passphrase_command_supports_reload);
+        assert_eq!(e[1].ca_file.as_deref(), Some(Path::new("root.crt")));
+        assert_eq!(e[2].name, "/no_sni/");
+    }
+
+    #[test]
+    fn bad_lines_name_the_file_and_line() {
+        let err = parse_hosts("a b\n", Path::new("h.conf")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid line 1 in hosts file \"h.conf\": expected HOSTNAME CERT KEY [CA [PASSPHRASE_CMD [RELOAD]]], found 2 fields"
+        );
+        let err = parse_hosts("a b c\nA d e\n", Path::new("h.conf")).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+}
