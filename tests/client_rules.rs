@@ -49,13 +49,24 @@ fn auth_error() -> ErrorResponse {
 
 #[test]
 fn s_reply_starts_the_handshake() {
-    for mode in [SslMode::Prefer, SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
+    for mode in [
+        SslMode::Prefer,
+        SslMode::Require,
+        SslMode::VerifyCa,
+        SslMode::VerifyFull,
+    ] {
         let mut c = client(mode);
         to_reply(&mut c);
         assert_eq!(c.handle_input(b"S"), 1);
-        assert_eq!(c.poll_output(), ClientOutput::StartTls(StartTls { direct: false }));
+        assert_eq!(
+            c.poll_output(),
+            ClientOutput::StartTls(StartTls { direct: false })
+        );
         c.handle_tls_established(HandshakeInfo::new(None)); // ALPN not required here
-        assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Tls { direct: false }));
+        assert_eq!(
+            c.poll_output(),
+            ClientOutput::Ready(Channel::Tls { direct: false })
+        );
     }
 }
 
@@ -76,7 +87,10 @@ fn n_reply_fails_when_ssl_is_required() {
         c.handle_input(b"N");
         let e = failed(&mut c);
         assert_eq!(e, ClientError::SslNotSupported);
-        assert_eq!(e.to_string(), "server does not support SSL, but SSL was required");
+        assert_eq!(
+            e.to_string(),
+            "server does not support SSL, but SSL was required"
+        );
     }
 }
 
@@ -87,7 +101,10 @@ fn e_reply_fails_without_reading_the_error_or_falling_back() {
     // The server's text is never read (CVE-2024-10977): only the 'E' byte is looked at.
     c.handle_input(b"E\0\0\0\x40SFATAL\0Mforged message from a man in the middle\0\0");
     let e = failed(&mut c);
-    assert_eq!(e.to_string(), "server sent an error response during SSL exchange");
+    assert_eq!(
+        e.to_string(),
+        "server sent an error response during SSL exchange"
+    );
     assert_eq!(c.connections(), 1, "no fallback after E");
 }
 
@@ -109,7 +126,10 @@ fn bytes_with_the_s_reply_are_refused() {
     c.handle_input(b"S\x16\x03\x03");
     let e = failed(&mut c);
     assert_eq!(e, ClientError::UnencryptedDataAfterSslResponse);
-    assert_eq!(e.to_string(), "received unencrypted data after SSL response");
+    assert_eq!(
+        e.to_string(),
+        "received unencrypted data after SSL response"
+    );
     assert_eq!(c.connections(), 1, "no fallback, even under prefer");
 }
 
@@ -172,7 +192,10 @@ fn allow_tries_plaintext_first_then_ssl_after_an_authentication_error() {
     assert_eq!(c.poll_output(), ClientOutput::NeedInput { max: 1 });
     c.handle_input(b"S");
     c.handle_tls_established(HandshakeInfo::postgresql());
-    assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Tls { direct: false }));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::Ready(Channel::Tls { direct: false })
+    );
 }
 
 #[test]
@@ -193,7 +216,10 @@ fn prefer_retries_in_plaintext_after_an_authentication_error_over_ssl() {
     to_reply(&mut c);
     c.handle_input(b"S");
     c.handle_tls_established(HandshakeInfo::postgresql());
-    assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Tls { direct: false }));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::Ready(Channel::Tls { direct: false })
+    );
     c.handle_server_error(auth_error());
     assert_eq!(c.poll_output(), connect(AttemptKind::Plaintext, 2));
     assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Plaintext));
@@ -231,7 +257,10 @@ fn cannot_connect_now_ends_the_connect_without_changing_encryption() {
     c.handle_input(b"S");
     c.handle_tls_established(HandshakeInfo::postgresql());
     c.poll_output();
-    c.handle_server_error(ErrorResponse::fatal("57P03", "the database system is starting up"));
+    c.handle_server_error(ErrorResponse::fatal(
+        "57P03",
+        "the database system is starting up",
+    ));
     assert!(matches!(failed(&mut c), ClientError::Server { .. }));
     assert_eq!(c.connections(), 1);
 }
@@ -249,9 +278,15 @@ fn disable_sends_no_ssl_request() {
 fn direct_starts_tls_at_once_and_requires_alpn() {
     let mut c = direct(SslMode::Require);
     assert_eq!(c.poll_output(), connect(AttemptKind::DirectSsl, 1));
-    assert_eq!(c.poll_output(), ClientOutput::StartTls(StartTls { direct: true }));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::StartTls(StartTls { direct: true })
+    );
     c.handle_tls_established(HandshakeInfo::postgresql());
-    assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Tls { direct: true }));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::Ready(Channel::Tls { direct: true })
+    );
 
     let mut c = direct(SslMode::VerifyFull);
     c.poll_output();
@@ -300,8 +335,16 @@ fn weak_modes_are_refused_with_direct() {
 #[test]
 fn input_outside_the_reply_is_left_unconsumed() {
     let mut c = client(SslMode::Prefer);
-    assert_eq!(c.handle_input(b"S"), 0, "nothing is awaited before the SSLRequest is sent");
+    assert_eq!(
+        c.handle_input(b"S"),
+        0,
+        "nothing is awaited before the SSLRequest is sent"
+    );
     to_reply(&mut c);
     assert_eq!(c.handle_input(b"N"), 1);
-    assert_eq!(c.handle_input(b"R\0\0\0\x08\0\0\0\0"), 0, "the protocol after N is the host's");
+    assert_eq!(
+        c.handle_input(b"R\0\0\0\x08\0\0\0\0"),
+        0,
+        "the protocol after N is the host's"
+    );
 }

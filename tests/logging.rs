@@ -23,7 +23,10 @@ impl log::Log for Capture {
     }
     fn log(&self, record: &log::Record<'_>) {
         if record.target().starts_with("pgssl") {
-            LINES.with(|l| l.borrow_mut().push((record.level(), record.args().to_string())));
+            LINES.with(|l| {
+                l.borrow_mut()
+                    .push((record.level(), record.args().to_string()))
+            });
         }
     }
     fn flush(&self) {}
@@ -49,12 +52,18 @@ fn ssl_request_accepted_and_rejected() {
         let mut s = ServerNegotiator::new(ServerPolicy::new().tls(true));
         feed(&mut s, &SSL_REQUEST);
     });
-    assert!(has(&lines, log::Level::Info, "SSLRequest accepted"), "{lines:?}");
+    assert!(
+        has(&lines, log::Level::Info, "SSLRequest accepted"),
+        "{lines:?}"
+    );
     let lines = captured(|| {
         let mut s = ServerNegotiator::new(ServerPolicy::new());
         feed(&mut s, &SSL_REQUEST);
     });
-    assert!(has(&lines, log::Level::Info, "SSLRequest rejected"), "{lines:?}");
+    assert!(
+        has(&lines, log::Level::Info, "SSLRequest rejected"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -63,7 +72,10 @@ fn gssenc_request_rejected() {
         let mut s = ServerNegotiator::new(ServerPolicy::new());
         feed(&mut s, &GSSENC_REQUEST);
     });
-    assert!(has(&lines, log::Level::Info, "GSSENCRequest rejected"), "{lines:?}");
+    assert!(
+        has(&lines, log::Level::Info, "GSSENCRequest rejected"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -73,13 +85,19 @@ fn direct_ssl_accepted_and_rejected() {
         feed(&mut s, CLIENT_HELLO);
         s.handle_tls_established(HandshakeInfo::postgresql());
     });
-    assert!(has(&lines, log::Level::Info, "direct SSL connection accepted"), "{lines:?}");
+    assert!(
+        has(&lines, log::Level::Info, "direct SSL connection accepted"),
+        "{lines:?}"
+    );
     let lines = captured(|| {
         let mut s = ServerNegotiator::new(ServerPolicy::new().tls(true));
         feed(&mut s, CLIENT_HELLO);
         s.handle_tls_established(HandshakeInfo::new(None));
     });
-    assert!(has(&lines, log::Level::Info, "direct SSL connection rejected"), "{lines:?}");
+    assert!(
+        has(&lines, log::Level::Info, "direct SSL connection rejected"),
+        "{lines:?}"
+    );
     assert!(
         has(
             &lines,
@@ -99,14 +117,21 @@ fn fatal_refusals_are_logged_with_their_text() {
         feed(&mut s, &chunk);
     });
     assert!(
-        has(&lines, log::Level::Warn, "FATAL:  received unencrypted data after SSL request"),
+        has(
+            &lines,
+            log::Level::Warn,
+            "FATAL:  received unencrypted data after SSL request"
+        ),
         "{lines:?}"
     );
     let lines = captured(|| {
         let mut s = ServerNegotiator::new(ServerPolicy::new());
         feed(&mut s, &3u32.to_be_bytes());
     });
-    assert!(has(&lines, log::Level::Warn, "invalid length of startup packet"), "{lines:?}");
+    assert!(
+        has(&lines, log::Level::Warn, "invalid length of startup packet"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -115,5 +140,8 @@ fn silent_close_is_not_logged_as_a_problem() {
         let mut s = ServerNegotiator::new(ServerPolicy::new());
         s.handle_eof();
     });
-    assert!(lines.iter().all(|(l, _)| *l > log::Level::Warn), "{lines:?}");
+    assert!(
+        lines.iter().all(|(l, _)| *l > log::Level::Warn),
+        "{lines:?}"
+    );
 }

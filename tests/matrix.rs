@@ -13,10 +13,10 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use pgssl::HandshakeInfo;
 use pgssl::client::{ClientNegotiator, ClientOutput, ClientSettings, SslMode, SslNegotiation};
 use pgssl::server::{NegotiationEvent, ServerNegotiator, ServerOutput, ServerPolicy};
 use pgssl::wire::{Decoded, ErrorResponse};
-use pgssl::HandshakeInfo;
 use support::{CLIENT_HELLO, drain_server, startup};
 
 /// Expected results. Columns: server, user, sslmode (comma list), sslnegotiation (`*` for
@@ -185,7 +185,11 @@ fn run(server: &str, user: &str, mode: SslMode, negotiation: SslNegotiation) -> 
         }
         match client.poll_output() {
             ClientOutput::Connect(a) => {
-                log.push(if a.number == 1 { "connect" } else { "reconnect" });
+                log.push(if a.number == 1 {
+                    "connect"
+                } else {
+                    "reconnect"
+                });
                 srv = Some(Server::new(policy(server, rule)));
             }
             ClientOutput::Transmit(bytes) => {
@@ -230,14 +234,14 @@ fn run(server: &str, user: &str, mode: SslMode, negotiation: SslNegotiation) -> 
                 s.new_events(&mut log);
                 // The host's authentication: pg_hba.conf's rule for this user.
                 let refused = match (&s.startup, rule) {
-                    (Some(st), Rule::HostNoSsl) if st.channel().is_tls() => Some(
-                        ErrorResponse::fatal(
+                    (Some(st), Rule::HostNoSsl) if st.channel().is_tls() => {
+                        Some(ErrorResponse::fatal(
                             "28000",
                             format!(
                                 "no pg_hba.conf entry for host \"127.0.0.1\", user \"{user}\", database \"postgres\", SSL encryption"
                             ),
-                        ),
-                    ),
+                        ))
+                    }
                     (Some(_), _) => None,
                     (None, _) => {
                         assert!(s.closed, "the negotiator refused the startup");

@@ -27,7 +27,8 @@ struct Seen {
 const MARKER: &str = "pgssl test server: startup received";
 
 fn serve_one(mut sock: TcpStream, policy: ServerPolicy) -> Seen {
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut neg = ServerNegotiator::new(policy.peer_addr(sock.peer_addr().unwrap().ip()));
     let mut buf = [0u8; 16384];
     let outcome = loop {
@@ -102,7 +103,10 @@ fn psql_against(policy: ServerPolicy, conninfo: &str) -> (String, Vec<Seen>) {
         });
     done.store(true, Ordering::SeqCst);
     let seen = server.join().unwrap();
-    assert!(!output.status.success(), "psql cannot succeed against this server");
+    assert!(
+        !output.status.success(),
+        "psql cannot succeed against this server"
+    );
     (String::from_utf8_lossy(&output.stderr).into_owned(), seen)
 }
 
@@ -112,7 +116,10 @@ fn psql_prefer_gets_n_and_continues_in_plaintext() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].events, [NegotiationEvent::SslRequestRejected]);
     assert_eq!(seen[0].outcome, "startup alice db");
-    assert!(stderr.contains(&format!("FATAL:  {MARKER} for alice")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("FATAL:  {MARKER} for alice")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -120,7 +127,10 @@ fn psql_disable_sends_no_ssl_request() {
     let (stderr, seen) = psql_against(ServerPolicy::new(), "user=alice sslmode=disable");
     assert_eq!(seen.len(), 1);
     assert!(seen[0].events.is_empty());
-    assert_eq!(seen[0].outcome, "startup alice alice", "database defaults to the user");
+    assert_eq!(
+        seen[0].outcome, "startup alice alice",
+        "database defaults to the user"
+    );
     assert!(stderr.contains(MARKER), "{stderr}");
 }
 

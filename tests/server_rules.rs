@@ -5,8 +5,8 @@ mod support;
 use pgssl::error::{DecodeError, MITM_DETAIL, ServerError};
 use pgssl::server::{NegotiationEvent, Reply, ServerNegotiator, ServerOutput, ServerPolicy};
 use pgssl::wire::{
-    self, CANCEL_REQUEST_CODE, ErrorResponse, GSSENC_REQUEST, GSSENC_REQUEST_CODE,
-    ProtocolVersion, SSL_REQUEST, SSL_REQUEST_CODE,
+    self, CANCEL_REQUEST_CODE, ErrorResponse, GSSENC_REQUEST, GSSENC_REQUEST_CODE, ProtocolVersion,
+    SSL_REQUEST, SSL_REQUEST_CODE,
 };
 use pgssl::{Channel, HandshakeInfo, StartTls};
 use support::*;
@@ -61,7 +61,10 @@ fn ssl_request_is_answered_s_when_tls_is_available() {
     let st = expect_startup(&out);
     assert_eq!(st.channel(), Channel::Tls { direct: false });
     assert_eq!(st.user(), "alice");
-    assert_eq!(s.events().collect::<Vec<_>>(), [NegotiationEvent::SslRequestAccepted]);
+    assert_eq!(
+        s.events().collect::<Vec<_>>(),
+        [NegotiationEvent::SslRequestAccepted]
+    );
 }
 
 #[test]
@@ -73,7 +76,10 @@ fn ssl_request_is_answered_n_without_tls_and_plaintext_follows() {
     assert_eq!(last(&out), &ServerOutput::NeedInput { max: 8 });
     let (_, out) = feed(&mut s, &user());
     assert_eq!(expect_startup(&out).channel(), Channel::Plaintext);
-    assert_eq!(s.events().collect::<Vec<_>>(), [NegotiationEvent::SslRequestRejected]);
+    assert_eq!(
+        s.events().collect::<Vec<_>>(),
+        [NegotiationEvent::SslRequestRejected]
+    );
 }
 
 #[test]
@@ -82,7 +88,11 @@ fn buffer_stuffing_ssl_request_and_startup_in_one_chunk_is_refused() {
         let mut chunk = SSL_REQUEST.to_vec();
         chunk.extend_from_slice(&user());
         let (n, out) = feed(&mut s, &chunk);
-        assert_eq!(n, chunk.len(), "the stuffed bytes are consumed, never handed on");
+        assert_eq!(
+            n,
+            chunk.len(),
+            "the stuffed bytes are consumed, never handed on"
+        );
         // No 'S' (or 'N') goes out: the refusal is sent at once, in plaintext.
         assert!(transmitted(&out).is_empty());
         let (err, resp, channel) = refusal(&out);
@@ -125,7 +135,10 @@ fn buffer_stuffing_after_gssenc_request_is_refused() {
         resp.message,
         "received unencrypted data after GSSAPI encryption request"
     );
-    assert_eq!((resp.code.as_str(), resp.detail.as_deref()), ("08P01", Some(MITM_DETAIL)));
+    assert_eq!(
+        (resp.code.as_str(), resp.detail.as_deref()),
+        ("08P01", Some(MITM_DETAIL))
+    );
 }
 
 #[test]
@@ -134,7 +147,10 @@ fn gssenc_request_is_always_declined() {
     let (_, out) = feed(&mut s, &GSSENC_REQUEST);
     assert_eq!(transmitted(&out), b"N");
     assert_eq!(last(&out), &ServerOutput::NeedInput { max: 8 });
-    assert_eq!(s.events().collect::<Vec<_>>(), [NegotiationEvent::GssEncRequestRejected]);
+    assert_eq!(
+        s.events().collect::<Vec<_>>(),
+        [NegotiationEvent::GssEncRequestRejected]
+    );
 }
 
 #[test]
@@ -143,7 +159,10 @@ fn ssl_request_after_declined_gssenc_request_is_answered() {
     feed(&mut s, &GSSENC_REQUEST);
     let (_, out) = feed(&mut s, &SSL_REQUEST);
     assert_eq!(transmitted(&out), b"S");
-    assert_eq!(last(&out), &ServerOutput::StartTls(StartTls { direct: false }));
+    assert_eq!(
+        last(&out),
+        &ServerOutput::StartTls(StartTls { direct: false })
+    );
 }
 
 #[test]
@@ -154,7 +173,10 @@ fn gssenc_request_after_refused_ssl_request_is_still_answered() {
     assert_eq!(transmitted(&out), b"N");
     assert_eq!(
         s.events().collect::<Vec<_>>(),
-        [NegotiationEvent::SslRequestRejected, NegotiationEvent::GssEncRequestRejected]
+        [
+            NegotiationEvent::SslRequestRejected,
+            NegotiationEvent::GssEncRequestRejected
+        ]
     );
 }
 
@@ -166,7 +188,10 @@ fn assert_unsupported(out: &[ServerOutput], code: &str, channel: Channel) {
         resp.message,
         format!("unsupported frontend protocol {code}: server supports 3.0 to 3.2")
     );
-    assert!(matches!(err, ServerError::Packet(DecodeError::UnsupportedProtocol { .. })));
+    assert!(matches!(
+        err,
+        ServerError::Packet(DecodeError::UnsupportedProtocol { .. })
+    ));
     assert_eq!(ch, channel);
 }
 
@@ -223,7 +248,10 @@ fn cancel_request_in_plaintext_is_never_answered() {
     assert!(transmitted(&out).is_empty());
     match last(&out) {
         ServerOutput::Cancel(c) => {
-            assert_eq!((c.pid(), c.key(), c.channel()), (4242, &[1, 2, 3, 4][..], Channel::Plaintext));
+            assert_eq!(
+                (c.pid(), c.key(), c.channel()),
+                (4242, &[1, 2, 3, 4][..], Channel::Plaintext)
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -248,13 +276,19 @@ fn cancel_request_with_a_protocol_3_2_key_inside_tls() {
 #[test]
 fn cancel_request_lengths_are_checked_and_closed_silently() {
     let cases: [(Vec<u8>, &str); 3] = [
-        (packet(CANCEL_REQUEST_CODE, &[]), "invalid length of cancel request packet"),
+        (
+            packet(CANCEL_REQUEST_CODE, &[]),
+            "invalid length of cancel request packet",
+        ),
         (
             packet(CANCEL_REQUEST_CODE, &1u32.to_be_bytes()),
             "invalid length of cancel key in cancel request packet",
         ),
         (
-            packet(CANCEL_REQUEST_CODE, &[&1u32.to_be_bytes()[..], &[0; 257]].concat()),
+            packet(
+                CANCEL_REQUEST_CODE,
+                &[&1u32.to_be_bytes()[..], &[0; 257]].concat(),
+            ),
             "invalid length of cancel key in cancel request packet",
         ),
     ];
@@ -263,7 +297,10 @@ fn cancel_request_lengths_are_checked_and_closed_silently() {
         let (_, out) = feed(&mut s, &p);
         let (err, resp, _) = refusal(&out);
         assert_eq!(err.to_string(), text);
-        assert!(resp.is_none(), "PostgreSQL sends nothing back for a bad cancel request");
+        assert!(
+            resp.is_none(),
+            "PostgreSQL sends nothing back for a bad cancel request"
+        );
     }
 }
 
@@ -325,12 +362,18 @@ fn only_the_first_int32_is_inspected_for_request_codes() {
 #[test]
 fn startup_layout_needs_a_terminator_as_last_byte() {
     let mut s = tls_off();
-    let (_, out) = feed(&mut s, &packet(ProtocolVersion::V3_0.as_u32(), b"user\0alice\0"));
+    let (_, out) = feed(
+        &mut s,
+        &packet(ProtocolVersion::V3_0.as_u32(), b"user\0alice\0"),
+    );
     let (_, resp, _) = refusal(&out);
     let resp = resp.unwrap();
     assert_eq!(
         (resp.code.as_str(), resp.message.as_str()),
-        ("08P01", "invalid startup packet layout: expected terminator as last byte")
+        (
+            "08P01",
+            "invalid startup packet layout: expected terminator as last byte"
+        )
     );
 }
 
@@ -354,7 +397,10 @@ fn missing_or_empty_user_is_fatal_28000() {
         let resp = refusal(&out).1.unwrap();
         assert_eq!(
             (resp.code.as_str(), resp.message.as_str()),
-            ("28000", "no PostgreSQL user name specified in startup packet")
+            (
+                "28000",
+                "no PostgreSQL user name specified in startup packet"
+            )
         );
     }
 }
@@ -412,13 +458,19 @@ fn newer_minor_versions_and_pq_options_are_reported() {
     let mut s = tls_off();
     let (_, out) = feed(
         &mut s,
-        &startup_v(ProtocolVersion::new(3, 9), &[("user", "u"), ("_pq_.compress", "on")]),
+        &startup_v(
+            ProtocolVersion::new(3, 9),
+            &[("user", "u"), ("_pq_.compress", "on")],
+        ),
     );
     let st = expect_startup(&out);
     let m = st.message();
     assert_eq!(m.version(), ProtocolVersion::new(3, 9));
     assert!(m.needs_protocol_negotiation());
-    assert_eq!(m.protocol_options().collect::<Vec<_>>(), [&b"_pq_.compress"[..]]);
+    assert_eq!(
+        m.protocol_options().collect::<Vec<_>>(),
+        [&b"_pq_.compress"[..]]
+    );
     let mut b = bytes::BytesMut::new();
     wire::encode_negotiate_protocol_version(&mut b, ProtocolVersion::LATEST, m.protocol_options());
     assert_eq!(b[0], b'v');
@@ -428,23 +480,38 @@ fn newer_minor_versions_and_pq_options_are_reported() {
 fn direct_ssl_starts_tls_at_the_first_byte() {
     let mut s = tls_on();
     let (n, out) = feed(&mut s, CLIENT_HELLO);
-    assert_eq!(n, 0, "every byte belongs to TLS and stays with the host to replay");
+    assert_eq!(
+        n, 0,
+        "every byte belongs to TLS and stays with the host to replay"
+    );
     assert_eq!(out, vec![ServerOutput::StartTls(StartTls { direct: true })]);
     s.handle_tls_established(HandshakeInfo::postgresql());
-    assert_eq!(s.events().collect::<Vec<_>>(), [NegotiationEvent::DirectSslAccepted]);
+    assert_eq!(
+        s.events().collect::<Vec<_>>(),
+        [NegotiationEvent::DirectSslAccepted]
+    );
     let (_, out) = feed(&mut s, &user());
-    assert_eq!(expect_startup(&out).channel(), Channel::Tls { direct: true });
+    assert_eq!(
+        expect_startup(&out).channel(),
+        Channel::Tls { direct: true }
+    );
 }
 
 #[test]
 fn direct_ssl_without_tls_is_closed_without_reply() {
-    for policy in [ServerPolicy::new(), ServerPolicy::new().tls(true).direct_ssl(false)] {
+    for policy in [
+        ServerPolicy::new(),
+        ServerPolicy::new().tls(true).direct_ssl(false),
+    ] {
         let mut s = ServerNegotiator::new(policy);
         let (_, out) = feed(&mut s, &CLIENT_HELLO[..1]);
         let (err, resp, _) = refusal(&out);
         assert_eq!(err, ServerError::DirectSslUnavailable);
         assert!(resp.is_none());
-        assert_eq!(s.events().collect::<Vec<_>>(), [NegotiationEvent::DirectSslRejected]);
+        assert_eq!(
+            s.events().collect::<Vec<_>>(),
+            [NegotiationEvent::DirectSslRejected]
+        );
     }
 }
 
@@ -461,7 +528,10 @@ fn direct_ssl_requires_alpn_postgresql() {
     );
     assert_eq!(err.sqlstate(), "08P01");
     assert!(resp.is_none(), "logged only, as PostgreSQL does");
-    assert_eq!(s.events().collect::<Vec<_>>(), [NegotiationEvent::DirectSslRejected]);
+    assert_eq!(
+        s.events().collect::<Vec<_>>(),
+        [NegotiationEvent::DirectSslRejected]
+    );
 }
 
 #[test]
@@ -498,7 +568,10 @@ fn a_tls_record_byte_after_the_first_packet_is_just_a_length() {
     let mut s = tls_on();
     feed(&mut s, &GSSENC_REQUEST);
     let (_, out) = feed(&mut s, CLIENT_HELLO);
-    assert_eq!(refusal(&out).0.to_string(), "invalid length of startup packet");
+    assert_eq!(
+        refusal(&out).0.to_string(),
+        "invalid length of startup packet"
+    );
 }
 
 #[test]
@@ -509,7 +582,10 @@ fn failed_handshake_closes_without_reply() {
         s.handle_tls_failed("tlsv1 alert unknown ca");
         let out = drain_server(&mut s);
         let (err, resp, _) = refusal(&out);
-        assert_eq!(err.to_string(), "could not accept SSL connection: tlsv1 alert unknown ca");
+        assert_eq!(
+            err.to_string(),
+            "could not accept SSL connection: tlsv1 alert unknown ca"
+        );
         assert!(resp.is_none());
         let rejected = s.events().any(|e| e == NegotiationEvent::DirectSslRejected);
         assert_eq!(rejected, direct);
@@ -524,7 +600,10 @@ fn read_hints_never_go_past_the_packet() {
     feed(&mut s, &p[..2]);
     assert_eq!(s.poll_output(), ServerOutput::NeedInput { max: 6 });
     feed(&mut s, &p[2..4]);
-    assert_eq!(s.poll_output(), ServerOutput::NeedInput { max: p.len() - 4 });
+    assert_eq!(
+        s.poll_output(),
+        ServerOutput::NeedInput { max: p.len() - 4 }
+    );
     let (n, out) = feed(&mut s, &p[4..]);
     assert_eq!(n, p.len() - 4);
     expect_startup(&out);
