@@ -179,7 +179,13 @@ pub enum TlsError {
 /// The reason PostgreSQL prints for an OpenSSL failure: the reason string of the earliest error
 /// in the queue, else "SSL error code N", else "no SSL error reported".
 pub(crate) fn reason(stack: &openssl::error::ErrorStack) -> String {
+    const ERR_SYSTEM_FLAG: std::os::raw::c_ulong = 0x8000_0000;
     match stack.errors().first() {
+        // OpenSSL 3 files system errors (fopen failing) with the errno in the low bits.
+        Some(e) if e.code() & ERR_SYSTEM_FLAG != 0 => {
+            let errno = (e.code() & !ERR_SYSTEM_FLAG) as i32;
+            super::key_file::io_reason(&std::io::Error::from_raw_os_error(errno))
+        }
         Some(e) => match e.reason() {
             Some(r) => r.to_owned(),
             None => format!("SSL error code {}", e.code()),
