@@ -348,3 +348,12 @@ fn input_outside_the_reply_is_left_unconsumed() {
         "the protocol after N is the host's"
     );
 }
+
+#[test]
+fn a_wrong_alpn_is_refused_after_ssl_request_too() {
+    let mut c = client(SslMode::Require);
+    to_reply(&mut c);
+    c.handle_input(b"S");
+    c.handle_tls_established(HandshakeInfo::new(Some(b"h2")));
+    assert_eq!(failed(&mut c), ClientError::UnexpectedAlpn);
+}

@@ -631,3 +631,13 @@ fn outcome_is_returned_once_then_finished() {
     assert_eq!(s.handle_input(b"more"), 0);
     assert_eq!(s.poll_output(), ServerOutput::Finished);
 }
+
+#[test]
+fn ssl_request_after_ssl_n_and_gss_n_is_still_refused() {
+    // PostgreSQL's recursion would answer this third request again; pgssl allows one of each.
+    let mut s = tls_off();
+    feed(&mut s, &SSL_REQUEST);
+    feed(&mut s, &GSSENC_REQUEST);
+    let (_, out) = feed(&mut s, &SSL_REQUEST);
+    assert_unsupported(&out, "1234.5679", Channel::Plaintext);
+}

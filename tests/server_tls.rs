@@ -805,9 +805,8 @@ fn reload_under_open_connections() {
             .next()
             .unwrap()
             .data()
-            .as_utf8()
-            .unwrap()
             .to_string()
+            .unwrap()
     };
     assert_eq!(cn(&fresh), "common-name.pg-ssltest.test");
     assert_eq!(

@@ -66,7 +66,7 @@ impl AuthMethod {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCertRefusal {
     /// What the client is sent.
-    pub response: ErrorResponse,
+    pub response: Box<ErrorResponse>,
     /// What the server logs (more precise than the response, as in PostgreSQL).
     pub log: String,
 }
@@ -103,14 +103,17 @@ pub fn check_client_certificate(
     if !ca_loaded {
         let m = "client certificates can only be checked if a root certificate store is available";
         return Err(ClientCertRefusal {
-            response: ErrorResponse::fatal("F0000", m),
+            response: Box::new(ErrorResponse::fatal("F0000", m)),
             log: m.to_owned(),
         });
     }
     let Some(peer) = session.peer.as_ref().filter(|p| p.verified) else {
         let m = "connection requires a valid client certificate";
         return Err(ClientCertRefusal {
-            response: ErrorResponse::fatal(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, m),
+            response: Box::new(ErrorResponse::fatal(
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                m,
+            )),
             log: m.to_owned(),
         });
     };
@@ -123,7 +126,7 @@ pub fn check_client_certificate(
     };
     let (code, message) = method.failed_message(user);
     let refuse = |log: String| ClientCertRefusal {
-        response: ErrorResponse::fatal(code, message.clone()),
+        response: Box::new(ErrorResponse::fatal(code, message.clone())),
         log,
     };
     if presented.is_empty() {

@@ -43,6 +43,7 @@ pub fn localhost_config(dir: &Path) -> ServerTlsConfig {
 }
 
 /// What the test server saw on one connection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Seen {
     Startup {
