@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use openssl::ssl::{NameType, SniError, SslAlert, SslContext, SslContextBuilder};
+use openssl::ssl::{NameType, SniError, SslAlert, SslContext, SslContextBuilder, SslVerifyMode};
+use openssl::stack::Stack;
+use openssl::x509::X509Name;
 
 use super::error::TlsError;
 use super::key_file::io_reason;
@@ -32,11 +34,19 @@ pub struct HostEntry {
     pub passphrase_command_supports_reload: bool,
 }
 
+/// One host's context, and the CA names its CertificateRequest carries (OpenSSL keeps the
+/// verify mode and the CA list of the context a connection started with, so they are set on
+/// the connection when the host is selected).
+struct Host {
+    ctx: SslContext,
+    client_cas: Option<Vec<X509Name>>,
+}
+
 /// The contexts of every host entry.
 pub(crate) struct SniHosts {
-    named: Vec<(String, SslContext)>,
-    default: Option<SslContext>,
-    no_sni: Option<SslContext>,
+    named: Vec<(String, Host)>,
+    default: Option<Host>,
+    no_sni: Option<Host>,
 }
 
 /// Splits a line into tokens: whitespace-separated, `"double quoted"` with `""` for a quote,
@@ -162,11 +172,29 @@ impl SniHosts {
                         host: e.name.clone(),
                         error: Box::new(error),
                     })?;
-            let ctx = builder.build();
+            let client_cas = match &e.ca_file {
+                Some(f) => Some(
+                    X509Name::load_client_ca_file(config.resolve(f))
+                        .map_err(|err| TlsError::Host {
+                            host: e.name.clone(),
+                            error: Box::new(TlsError::CaFile {
+                                path: f.clone(),
+                                reason: super::error::reason(&err),
+                            }),
+                        })?
+                        .into_iter()
+                        .collect(),
+                ),
+                None => None,
+            };
+            let host = Host {
+                ctx: builder.build(),
+                client_cas,
+            };
             match e.name.as_str() {
-                "*" => hosts.default = Some(ctx),
-                "/no_sni/" => hosts.no_sni = Some(ctx),
-                name => hosts.named.push((name.to_owned(), ctx)),
+                "*" => hosts.default = Some(host),
+                "/no_sni/" => hosts.no_sni = Some(host),
+                name => hosts.named.push((name.to_owned(), host)),
             }
         }
         Ok(hosts)
@@ -176,7 +204,7 @@ impl SniHosts {
     pub(crate) fn install(self: &std::sync::Arc<Self>, b: &mut SslContextBuilder) {
         let hosts = self.clone();
         b.set_servername_callback(move |ssl, alert| {
-            let ctx = match ssl.servername(NameType::HOST_NAME) {
+            let host = match ssl.servername(NameType::HOST_NAME) {
                 Some(name) => {
                     let found = hosts
                         .named
@@ -199,8 +227,21 @@ impl SniHosts {
                     }
                 },
             };
-            ssl.set_ssl_context(ctx)
+            ssl.set_ssl_context(&host.ctx)
                 .map_err(|_| SniError::ALERT_FATAL)?;
+            match &host.client_cas {
+                Some(names) => {
+                    let mut list = Stack::new().map_err(|_| SniError::ALERT_FATAL)?;
+                    for n in names {
+                        let n = openssl::x509::X509NameRef::to_owned(n)
+                            .map_err(|_| SniError::ALERT_FATAL)?;
+                        list.push(n).map_err(|_| SniError::ALERT_FATAL)?;
+                    }
+                    ssl.set_client_ca_list(list);
+                    ssl.set_verify(SslVerifyMode::PEER | SslVerifyMode::CLIENT_ONCE);
+                }
+                None => ssl.set_verify(SslVerifyMode::NONE),
+            }
             Ok(())
         });
     }
