@@ -815,3 +815,102 @@ fn reload_under_open_connections() {
         "the open connection keeps its context"
     );
 }
+
+#[test]
+fn clientcert_and_cert_method_on_real_sessions() {
+    use pgssl::tls::{AuthMethod, ClientCertMode, ClientName, check_client_certificate};
+    let d = dir();
+    let srv = client_ca_server(d.path(), None);
+    let session = |crt: &str, key: &str| {
+        pg_connect(
+            srv.port,
+            How::SslRequest,
+            with_client_cert(d.path(), crt, key),
+            None,
+            "x",
+        )
+        .unwrap();
+        let Seen::Startup {
+            session: Some(s), ..
+        } = srv.next()
+        else {
+            panic!()
+        };
+        s
+    };
+    let cn_session = session("client.crt", "client.key");
+    // clientcert=verify-full with trust: the CN must be the user.
+    assert!(
+        check_client_certificate(
+            &cn_session,
+            "ssltestuser",
+            AuthMethod::Trust,
+            ClientCertMode::VerifyFull,
+            ClientName::Cn,
+            true
+        )
+        .is_ok()
+    );
+    let e = check_client_certificate(
+        &cn_session,
+        "alice",
+        AuthMethod::Trust,
+        ClientCertMode::VerifyFull,
+        ClientName::Cn,
+        true,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.response.message,
+        "\"trust\" authentication failed for user \"alice\""
+    );
+    // cert with clientname=DN: the RFC 2253 DN is the user, and the DN is the identity.
+    let dn_session = session("client-dn.crt", "client-dn.key");
+    let dn = "CN=ssltestuser-dn,OU=Testing,OU=Engineering,O=PGDG";
+    assert_eq!(
+        check_client_certificate(
+            &dn_session,
+            dn,
+            AuthMethod::Cert,
+            ClientCertMode::Off,
+            ClientName::Dn,
+            true
+        ),
+        Ok(Some(dn.to_owned()))
+    );
+    let e = check_client_certificate(
+        &dn_session,
+        "ssltestuser-dn",
+        AuthMethod::Cert,
+        ClientCertMode::Off,
+        ClientName::Dn,
+        true,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.response.message,
+        "certificate authentication failed for user \"ssltestuser-dn\""
+    );
+    // verify-ca without a certificate.
+    pg_connect(srv.port, How::SslRequest, connector(None), None, "x").unwrap();
+    let Seen::Startup {
+        session: Some(none),
+        ..
+    } = srv.next()
+    else {
+        panic!()
+    };
+    let e = check_client_certificate(
+        &none,
+        "x",
+        AuthMethod::Trust,
+        ClientCertMode::VerifyCa,
+        ClientName::Cn,
+        true,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.response.message,
+        "connection requires a valid client certificate"
+    );
+}
