@@ -14,8 +14,10 @@
 //! * [`openssl_conf`] says which openssl.cnf is in force; pgssl never loosens its policy.
 
 mod client_cert;
+mod conninfo;
 mod error;
 mod ffi;
+mod hostname;
 mod key_file;
 pub mod openssl_conf;
 mod reload;
@@ -28,8 +30,10 @@ mod version;
 pub use client_cert::{
     AuthMethod, ClientCertMode, ClientCertRefusal, ClientName, check_client_certificate,
 };
+pub use conninfo::{ConninfoError, is_uri, parse_conninfo, parse_uri};
 pub use error::TlsError;
 pub(crate) use error::reason as openssl_reason;
+pub use hostname::{HostnameError, PresentedName, host_ip, inet_aton, verify_host};
 pub use key_file::PASSPHRASE_PROMPT;
 pub(crate) use key_file::io_reason;
 pub use reload::ReloadableServerTls;
