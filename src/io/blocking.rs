@@ -246,3 +246,252 @@ pub(crate) fn handshake_reason(e: &openssl::ssl::Error) -> String {
         _ => "EOF detected".to_owned(),
     }
 }
+
+/// A client connection that libpq's plan negotiated and on which the server accepted the
+/// StartupMessage (its first reply was not an ErrorResponse).
+#[derive(Debug)]
+pub struct Connected {
+    /// The stream, TLS or plaintext as the sslmode decided.
+    pub stream: PgStream<std::net::TcpStream>,
+    /// The TLS session's facts, when TLS is in use.
+    pub session: Option<SessionInfo>,
+    /// The server's first message after the StartupMessage (an authentication request, or
+    /// NegotiateProtocolVersion), whole.
+    pub first_message: Vec<u8>,
+    /// How many connections the plan made (2 after a fallback).
+    pub connections: u32,
+    /// The client TLS setup, for later checks (`sslcertmode`, channel binding).
+    pub tls: Option<std::sync::Arc<crate::tls::ClientTls>>,
+}
+
+/// Why [`connect`] failed, with libpq's message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::tls::ClientConfigError),
+    /// The TLS setup or handshake failed (the last attempt's reason).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::ClientTlsError),
+    /// The negotiation or the server refused.
+    #[error(transparent)]
+    Negotiation(#[from] crate::ClientError),
+    /// The TCP connection failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Connects as libpq does: runs the attempt plan of the configuration's sslmode and
+/// sslnegotiation over new TCP connections, verifies the server as libpq would, sends the
+/// StartupMessage (`user`, `database`, `application_name`) and reads the server's first reply.
+/// An ErrorResponse there (pg_hba.conf refusing the encryption) makes libpq's fallback
+/// reconnect; anything else ends the negotiation and the stream is returned for
+/// authentication.
+pub fn connect(config: &crate::tls::ClientTlsConfig) -> Result<Connected, ConnectError> {
+    use crate::client::{ClientNegotiator, ClientOutput};
+    use std::net::TcpStream;
+    use std::sync::Arc;
+
+    let (mode, negotiation) = config.validate()?;
+    let mut neg = ClientNegotiator::with_mode(mode, negotiation);
+    let mut tls: Option<Arc<crate::tls::ClientTls>> = None;
+    let mut last_tls_error: Option<crate::tls::ClientTlsError> = None;
+    let mut conn: Option<PgStream<TcpStream>> = None;
+    let timeout = config
+        .connect_timeout
+        .filter(|&t| t > 0)
+        .map(|t| std::time::Duration::from_secs(t.max(2)));
+    loop {
+        match neg.poll_output() {
+            ClientOutput::Connect(_) => {
+                conn = None;
+                let target = config
+                    .hostaddr
+                    .as_deref()
+                    .unwrap_or(if config.host.is_empty() {
+                        "localhost"
+                    } else {
+                        &config.host
+                    });
+                let addrs: Vec<_> =
+                    std::net::ToSocketAddrs::to_socket_addrs(&(target, config.port))?.collect();
+                let mut last = None;
+                for a in addrs {
+                    let r = match timeout {
+                        Some(t) => TcpStream::connect_timeout(&a, t),
+                        None => TcpStream::connect(a),
+                    };
+                    match r {
+                        Ok(s) => {
+                            s.set_read_timeout(timeout)?;
+                            s.set_nodelay(true)?;
+                            conn = Some(PgStream::Plain(s));
+                            break;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                if conn.is_none() {
+                    return Err(last
+                        .unwrap_or_else(|| io::Error::other("could not translate host name"))
+                        .into());
+                }
+            }
+            ClientOutput::Transmit(bytes) => {
+                let c = conn.as_mut().expect("connected");
+                c.write_all(bytes)?;
+                c.flush()?;
+            }
+            ClientOutput::NeedInput { max } => {
+                let c = conn.as_mut().expect("connected");
+                let mut buf = [0u8; 16];
+                let n = c.read(&mut buf[..max.min(16)])?;
+                if n == 0 {
+                    neg.handle_eof();
+                } else {
+                    neg.handle_input(&buf[..n]);
+                }
+            }
+            ClientOutput::StartTls(_) => {
+                let Some(PgStream::Plain(raw)) = conn.take() else {
+                    unreachable!("TLS starts on a plaintext stream")
+                };
+                let setup = match &tls {
+                    Some(t) => Ok(t.clone()),
+                    None => crate::tls::ClientTls::new(config).map(Arc::new),
+                };
+                let t = match setup {
+                    Ok(t) => {
+                        tls = Some(t.clone());
+                        t
+                    }
+                    Err(e) => {
+                        neg.handle_tls_failed(&e.to_string());
+                        last_tls_error = Some(e);
+                        continue;
+                    }
+                };
+                let ssl = match t.new_ssl() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        neg.handle_tls_failed(&e.to_string());
+                        last_tls_error = Some(e);
+                        continue;
+                    }
+                };
+                match ssl.connect(Replay::new(Vec::new(), raw)) {
+                    Ok(s) => match t.check_established(s.ssl()) {
+                        Ok(()) => {
+                            neg.handle_tls_established(HandshakeInfo::new(
+                                s.ssl().selected_alpn_protocol(),
+                            ));
+                            conn = Some(PgStream::Tls(Box::new(s)));
+                        }
+                        Err(e) => {
+                            neg.handle_tls_failed(&e.to_string());
+                            last_tls_error = Some(e);
+                        }
+                    },
+                    Err(HandshakeError::Failure(mid)) => {
+                        let e = t.handshake_error(mid.error(), Some(mid.ssl()));
+                        neg.handle_tls_failed(&e.to_string());
+                        last_tls_error = Some(e);
+                    }
+                    Err(HandshakeError::SetupFailure(e)) => {
+                        neg.handle_tls_failed(&crate::tls::openssl_reason(&e));
+                    }
+                    Err(HandshakeError::WouldBlock(_)) => {
+                        neg.handle_tls_failed("the stream would block (blocking streams only)");
+                    }
+                }
+            }
+            ClientOutput::Ready(_) => {
+                let c = conn.as_mut().expect("connected");
+                let mut startup = bytes::BytesMut::new();
+                let user = config.user.clone().unwrap_or_default();
+                let mut params = vec![("user", user.as_str())];
+                if let Some(db) = &config.dbname {
+                    params.push(("database", db));
+                }
+                if let Some(app) = &config.application_name {
+                    params.push(("application_name", app));
+                }
+                crate::wire::encode_startup_message(
+                    &mut startup,
+                    crate::wire::ProtocolVersion::V3_0,
+                    params,
+                );
+                c.write_all(&startup)?;
+                c.flush()?;
+                let msg = read_message(c)?;
+                if msg[0] == b'E' {
+                    match crate::wire::ErrorResponse::decode(&msg) {
+                        Ok(crate::wire::Decoded::Complete(resp, _)) => {
+                            neg.handle_server_error(resp);
+                            continue;
+                        }
+                        _ => {
+                            return Err(
+                                io::Error::other("invalid ErrorResponse from server").into()
+                            );
+                        }
+                    }
+                }
+                let stream = conn.take().expect("connected");
+                let session = match stream.ssl() {
+                    Some(ssl) => Some(SessionInfo::from_ssl(ssl).map_err(io::Error::other)?),
+                    None => None,
+                };
+                // AuthenticationOk straight away: libpq's sslcertmode=require check.
+                if msg[0] == b'R' && msg.len() >= 9 && msg[5..9] == [0, 0, 0, 0] {
+                    if let (Some(t), Some(ssl)) = (&tls, stream.ssl()) {
+                        t.check_cert_mode(ssl)?;
+                    }
+                }
+                let tls = if stream.ssl().is_some() { tls } else { None };
+                return Ok(Connected {
+                    stream,
+                    session,
+                    first_message: msg,
+                    connections: neg.connections(),
+                    tls,
+                });
+            }
+            ClientOutput::Failed(e) => {
+                return Err(match (e, last_tls_error) {
+                    (crate::ClientError::TlsHandshake { .. }, Some(t)) => t.into(),
+                    (e, _) => e.into(),
+                });
+            }
+            ClientOutput::Finished => unreachable!("failures end the loop"),
+        }
+    }
+}
+
+/// Reads one backend message (type byte, length, body), bounded as libpq bounds messages
+/// during startup (30000 bytes).
+fn read_message<S: Read>(s: &mut S) -> io::Result<Vec<u8>> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                crate::ClientError::ServerClosed.to_string(),
+            )
+        } else {
+            e
+        }
+    })?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if !(4..=30_000).contains(&len) {
+        return Err(io::Error::other(format!(
+            "expected authentication request from server, but received {}",
+            head[0] as char
+        )));
+    }
+    let mut msg = head.to_vec();
+    msg.resize(1 + len, 0);
+    s.read_exact(&mut msg[5..])?;
+    Ok(msg)
+}

@@ -99,3 +99,87 @@ pub(crate) fn asn1_string_pg(s: &Asn1StringRef) -> Result<Vec<u8>, ErrorStack> {
     }
     Ok(bio.contents())
 }
+
+/// Whether the server asked for a client certificate during a handshake, and whether one was
+/// available to send (libpq's `ssl_cert_requested` / `ssl_cert_sent`).
+#[derive(Debug, Default)]
+pub(crate) struct CertRequest {
+    pub(crate) requested: std::sync::atomic::AtomicBool,
+    pub(crate) sent: std::sync::atomic::AtomicBool,
+}
+
+unsafe extern "C" {
+    fn SSL_CTX_set_cert_cb(
+        ctx: *mut openssl_sys::SSL_CTX,
+        cb: Option<unsafe extern "C" fn(*mut openssl_sys::SSL, *mut std::ffi::c_void) -> c_int>,
+        arg: *mut std::ffi::c_void,
+    );
+}
+
+/// The ex_data slot of each client `Ssl` that holds its [`CertRequest`].
+pub(crate) fn cert_request_index()
+-> Result<openssl::ex_data::Index<openssl::ssl::Ssl, CertRequest>, ErrorStack> {
+    static INDEX: std::sync::OnceLock<openssl::ex_data::Index<openssl::ssl::Ssl, CertRequest>> =
+        std::sync::OnceLock::new();
+    if let Some(i) = INDEX.get() {
+        return Ok(*i);
+    }
+    let i = openssl::ssl::Ssl::new_ex_index::<CertRequest>()?;
+    Ok(*INDEX.get_or_init(|| i))
+}
+
+unsafe extern "C" fn record_cert_request(
+    ssl: *mut openssl_sys::SSL,
+    _arg: *mut std::ffi::c_void,
+) -> c_int {
+    use std::sync::atomic::Ordering;
+    // SAFETY: OpenSSL calls this during the handshake of `ssl`, which is live and not used
+    // elsewhere for the duration of the call.
+    let ssl = unsafe { openssl::ssl::SslRef::from_ptr_mut(ssl) };
+    if let Ok(index) = cert_request_index() {
+        if let Some(flags) = ssl.ex_data(index) {
+            flags.requested.store(true, Ordering::SeqCst);
+            if ssl.certificate().is_some() {
+                flags.sent.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+    1
+}
+
+/// Installs the callback that fills each connection's [`CertRequest`].
+pub(crate) fn record_cert_requests(ctx: &mut openssl::ssl::SslContextBuilder) {
+    // SAFETY: the context is live and owned by the builder; the callback is a plain function
+    // with OpenSSL's signature and takes no argument.
+    unsafe {
+        SSL_CTX_set_cert_cb(
+            ctx.as_ptr(),
+            Some(record_cert_request),
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// The raw bytes and type of a subjectAltName entry (dNSName: 2, iPAddress: 7), without the
+/// UTF-8 check of the `openssl` crate, so that libpq's embedded-NUL rule can be applied.
+pub(crate) fn general_name_raw(name: &openssl::x509::GeneralNameRef) -> Option<(c_int, Vec<u8>)> {
+    // SAFETY: `name` borrows a live GENERAL_NAME; its `d` member is an ASN1_STRING for the
+    // dNSName and iPAddress types (checked before use), read only and copied out.
+    unsafe {
+        let gn = name.as_ptr();
+        let kind = (*gn).type_;
+        if kind != openssl_sys::GEN_DNS && kind != openssl_sys::GEN_IPADD {
+            return None;
+        }
+        let s = (*gn).d as *mut ASN1_STRING;
+        let data = openssl_sys::ASN1_STRING_get0_data(s);
+        let len = openssl_sys::ASN1_STRING_length(s);
+        if data.is_null() || len < 0 {
+            return Some((kind, Vec::new()));
+        }
+        Some((
+            kind,
+            std::slice::from_raw_parts(data, len as usize).to_vec(),
+        ))
+    }
+}

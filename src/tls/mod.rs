@@ -13,7 +13,9 @@
 //! * [`check_client_certificate`] applies `clientcert` and the `cert` method.
 //! * [`openssl_conf`] says which openssl.cnf is in force; pgssl never loosens its policy.
 
+mod client;
 mod client_cert;
+mod client_config;
 mod conninfo;
 mod error;
 mod ffi;
@@ -27,8 +29,12 @@ mod session;
 mod sni;
 mod version;
 
+pub use client::{ClientTls, ClientTlsError, cert_request, check_host};
 pub use client_cert::{
     AuthMethod, ClientCertMode, ClientCertRefusal, ClientName, check_client_certificate,
+};
+pub use client_config::{
+    ChannelBinding, ClientConfigError, ClientTlsConfig, ENVIRONMENT, LIBPQ_KEYWORDS, SslCertMode,
 };
 pub use conninfo::{ConninfoError, is_uri, parse_conninfo, parse_uri};
 pub use error::TlsError;

@@ -1,0 +1,555 @@
+//! The client's TLS, libpq's way (fe-secure-openssl.c, `initialize_SSL` and
+//! `open_client_SSL`): which files are loaded, when the chain is verified, the host name check,
+//! SNI, ALPN, the client certificate and `sslcertmode`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{
+    Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslVerifyMode,
+};
+use openssl::x509::X509Ref;
+use openssl::x509::store::X509Lookup;
+use openssl::x509::verify::X509VerifyFlags;
+
+use super::TlsVersion;
+use super::client_config::{ClientConfigError, ClientTlsConfig, SslCertMode};
+use super::error::reason;
+use super::ffi::{self, CertRequest};
+use super::hostname::{HostnameError, PresentedName, verify_host};
+use super::key_file::{Verdict, io_reason, verdict};
+use crate::client::{SslMode, SslNegotiation};
+use crate::wire::ALPN_WIRE;
+
+const ROOT_HINT: &str = "Either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.";
+
+/// Why the client's TLS could not be set up or was refused, in libpq's words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientTlsError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ClientConfigError),
+    /// verify-ca / verify-full without a root certificate file.
+    #[error("root certificate file \"{}\" does not exist\n{ROOT_HINT}", path.display())]
+    NoRootCert {
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// verify-ca / verify-full with no file given and no home directory.
+    #[error("could not get home directory to locate root certificate file\n{ROOT_HINT}")]
+    NoHomeForRootCert,
+    /// The root certificate file could not be read.
+    #[error("could not read root certificate file \"{}\": {reason}", path.display())]
+    RootCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// `sslrootcert=system` and OpenSSL's default paths failed.
+    #[error("could not load system root certificate paths: {reason}")]
+    SystemRoots {
+        /// Why.
+        reason: String,
+    },
+    /// The client certificate file exists but cannot be opened.
+    #[error("could not open certificate file \"{}\": {reason}", path.display())]
+    CertOpen {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The client certificate file could not be read.
+    #[error("could not read certificate file \"{}\": {reason}", path.display())]
+    CertRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A certificate without its key.
+    #[error("certificate present, but not private key file \"{}\"", path.display())]
+    NoKey {
+        /// The key file looked for.
+        path: PathBuf,
+    },
+    /// The key file could not be examined.
+    #[error("could not stat private key file \"{}\": {reason}", path.display())]
+    KeyStat {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The key file is not a regular file.
+    #[error("private key file \"{}\" is not a regular file", path.display())]
+    KeyNotRegular {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file is readable by others.
+    #[error("private key file \"{}\" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root", path.display())]
+    KeyPermissions {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key could not be loaded (format, wrong sslpassword…).
+    #[error("could not load private key file \"{}\": {reason}", path.display())]
+    KeyLoad {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The key does not belong to the certificate.
+    #[error("certificate does not match private key file \"{}\": {reason}", path.display())]
+    KeyMismatch {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A protocol bound OpenSSL refused.
+    #[error("could not set {which} SSL protocol version: {reason}")]
+    ProtocolVersion {
+        /// "minimum" or "maximum".
+        which: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The handshake failed.
+    #[error("SSL error: {reason}{}", hint.as_ref().map(|h| format!("\n{h}")).unwrap_or_default())]
+    Handshake {
+        /// OpenSSL's reason (with the verification error when there is one).
+        reason: String,
+        /// libpq's hint about protocol versions.
+        hint: Option<String>,
+    },
+    /// The connection closed during the handshake.
+    #[error("SSL SYSCALL error: {0}")]
+    Syscall(String),
+    /// The verify-full host name check failed.
+    #[error(transparent)]
+    Hostname(#[from] HostnameError),
+    /// `sslcertmode=require` and the server did not ask for a certificate.
+    #[error("server did not request an SSL certificate")]
+    CertNotRequested,
+    /// `sslcertmode=require` and none was sent.
+    #[error("server accepted connection without a valid SSL certificate")]
+    CertNotSent,
+    /// OpenSSL failed elsewhere.
+    #[error("{context}: {reason}")]
+    OpenSsl {
+        /// What was being done.
+        context: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A client TLS setup for one connect: the context built from the files, and the rules to apply
+/// to each handshake.
+pub struct ClientTls {
+    ctx: SslContext,
+    mode: SslMode,
+    negotiation: SslNegotiation,
+    have_rootcert: bool,
+    host: String,
+    sni: bool,
+    cert_mode: SslCertMode,
+    min: Option<TlsVersion>,
+    max: Option<TlsVersion>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("mode", &self.mode)
+            .field("negotiation", &self.negotiation)
+            .field("have_rootcert", &self.have_rootcert)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ossl(context: &'static str) -> impl Fn(openssl::error::ErrorStack) -> ClientTlsError {
+    move |e| ClientTlsError::OpenSsl {
+        context,
+        reason: reason(&e),
+    }
+}
+
+impl ClientTls {
+    /// Builds the context as libpq's `initialize_SSL` does: the protocol range, the root
+    /// certificate (or `system`), the CRLs (a missing CRL is ignored), the client certificate
+    /// and key (a missing certificate means none), ALPN and the key log.
+    pub fn new(config: &ClientTlsConfig) -> Result<ClientTls, ClientTlsError> {
+        super::openssl_conf::init();
+        let (mode, negotiation) = config.validate()?;
+        let mut b = SslContextBuilder::new(SslMethod::tls_client())
+            .map_err(ossl("could not create SSL context"))?;
+        b.set_options(SslOptions::NO_COMPRESSION);
+        if let Some(v) = config.ssl_min_protocol_version {
+            b.set_min_proto_version(Some(v.to_openssl())).map_err(|e| {
+                ClientTlsError::ProtocolVersion {
+                    which: "minimum",
+                    reason: reason(&e),
+                }
+            })?;
+        }
+        if let Some(v) = config.ssl_max_protocol_version {
+            b.set_max_proto_version(Some(v.to_openssl())).map_err(|e| {
+                ClientTlsError::ProtocolVersion {
+                    which: "maximum",
+                    reason: reason(&e),
+                }
+            })?;
+        }
+        if let Some(file) = &config.sslkeylogfile {
+            let file = file.clone();
+            b.set_keylog_callback(move |_, line| append_key_log(&file, line));
+        }
+        b.set_alpn_protos(ALPN_WIRE)
+            .map_err(ossl("could not send ALPN protocol list"))?;
+        let have_rootcert = load_roots(&mut b, config, mode)?;
+        load_client_cert(&mut b, config)?;
+        b.set_verify(if have_rootcert {
+            SslVerifyMode::PEER
+        } else {
+            SslVerifyMode::NONE
+        });
+        ffi::record_cert_requests(&mut b);
+        Ok(ClientTls {
+            ctx: b.build(),
+            mode,
+            negotiation,
+            have_rootcert,
+            host: config.host.clone(),
+            sni: config.sslsni,
+            cert_mode: config.sslcertmode,
+            min: config.ssl_min_protocol_version,
+            max: config.ssl_max_protocol_version,
+        })
+    }
+
+    /// The effective sslmode.
+    pub fn mode(&self) -> SslMode {
+        self.mode
+    }
+
+    /// The effective sslnegotiation.
+    pub fn negotiation(&self) -> SslNegotiation {
+        self.negotiation
+    }
+
+    /// Whether the server's chain is verified (a root certificate was loaded, so even
+    /// `require` verifies it, as in libpq).
+    pub fn verifies_chain(&self) -> bool {
+        self.have_rootcert
+    }
+
+    /// A TLS session for one connection: SNI unless the host is an IP literal or `sslsni=0`,
+    /// ALPN "postgresql".
+    pub fn new_ssl(&self) -> Result<Ssl, ClientTlsError> {
+        let mut ssl = Ssl::new(&self.ctx).map_err(ossl("could not establish SSL connection"))?;
+        let h = self.host.as_str();
+        let is_ip = !h.is_empty()
+            && (h.bytes().all(|c| c.is_ascii_digit() || c == b'.') || h.contains(':'));
+        if self.sni && !h.is_empty() && !is_ip {
+            ssl.set_hostname(h)
+                .map_err(ossl("could not set SSL Server Name Indication (SNI)"))?;
+        }
+        let index =
+            ffi::cert_request_index().map_err(ossl("could not establish SSL connection"))?;
+        ssl.set_ex_data(index, CertRequest::default());
+        Ok(ssl)
+    }
+
+    /// libpq's checks once the handshake completed: the host name under verify-full.
+    pub fn check_established(&self, ssl: &SslRef) -> Result<(), ClientTlsError> {
+        let Some(peer) = ssl.peer_certificate() else {
+            return Err(ClientTlsError::OpenSsl {
+                context: "certificate could not be obtained",
+                reason: "no peer certificate".to_owned(),
+            });
+        };
+        if self.mode == SslMode::VerifyFull {
+            check_host(&self.host, &peer)?;
+        }
+        Ok(())
+    }
+
+    /// libpq's reading of a failed handshake: "SSL error: …" with the verification error when
+    /// there is one, and the protocol-version hint.
+    pub fn handshake_error(&self, e: &openssl::ssl::Error, ssl: Option<&SslRef>) -> ClientTlsError {
+        match e.ssl_error() {
+            Some(stack) if !stack.errors().is_empty() => {
+                let mut r = reason(stack);
+                if let Some(ssl) = ssl {
+                    let v = ssl.verify_result();
+                    if r == "certificate verify failed" && v != openssl::x509::X509VerifyResult::OK
+                    {
+                        r = format!("{r}: {}", v.error_string());
+                    }
+                }
+                let first = &stack.errors()[0];
+                let version_problem = matches!(
+                    first.reason(),
+                    Some(
+                        "no protocols available"
+                            | "unsupported protocol"
+                            | "wrong version number"
+                            | "tlsv1 alert protocol version"
+                            | "version too high"
+                            | "version too low"
+                    )
+                );
+                let hint = version_problem.then(|| {
+                    format!(
+                        "This may indicate that the server does not support any SSL protocol version between {} and {}.",
+                        self.min.map_or("any", TlsVersion::as_str),
+                        self.max.map_or("any", TlsVersion::as_str)
+                    )
+                });
+                ClientTlsError::Handshake { reason: r, hint }
+            }
+            _ => match e.io_error() {
+                Some(io) => ClientTlsError::Syscall(io_reason(io)),
+                None => ClientTlsError::Syscall("EOF detected".to_owned()),
+            },
+        }
+    }
+
+    /// `sslcertmode=require`, checked when the server sends AuthenticationOk, as libpq does.
+    pub fn check_cert_mode(&self, ssl: &SslRef) -> Result<(), ClientTlsError> {
+        if self.cert_mode != SslCertMode::Require {
+            return Ok(());
+        }
+        let (requested, sent) = cert_request(ssl);
+        if !requested {
+            Err(ClientTlsError::CertNotRequested)
+        } else if !sent {
+            Err(ClientTlsError::CertNotSent)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Whether the server asked for a client certificate, and whether one was sent.
+pub fn cert_request(ssl: &SslRef) -> (bool, bool) {
+    ffi::cert_request_index()
+        .ok()
+        .and_then(|i| ssl.ex_data(i))
+        .map(|f| {
+            (
+                f.requested.load(Ordering::SeqCst),
+                f.sent.load(Ordering::SeqCst),
+            )
+        })
+        .unwrap_or((false, false))
+}
+
+/// libpq's verify-full name check over a certificate.
+pub fn check_host(host: &str, cert: &X509Ref) -> Result<(), HostnameError> {
+    let mut sans = Vec::new();
+    if let Some(names) = cert.subject_alt_names() {
+        for n in &names {
+            match ffi::general_name_raw(n) {
+                Some((openssl_sys::GEN_DNS, b)) => sans.push(PresentedName::Dns(b)),
+                Some((_, b)) => sans.push(PresentedName::Ip(b)),
+                None => {}
+            }
+        }
+    }
+    let cn = cert
+        .subject_name()
+        .entries_by_nid(Nid::COMMONNAME)
+        .next()
+        .map(|e| e.data().as_slice().to_vec());
+    verify_host(host, &sans, cn.as_deref())
+}
+
+fn append_key_log(file: &Path, line: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let r = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(file)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = r {
+        log::warn!(
+            "could not write to SSL key logging file \"{}\": {}",
+            file.display(),
+            io_reason(&e)
+        );
+    }
+}
+
+/// The root certificate, libpq's way. Returns whether one was loaded.
+fn load_roots(
+    b: &mut SslContextBuilder,
+    config: &ClientTlsConfig,
+    mode: SslMode,
+) -> Result<bool, ClientTlsError> {
+    let file = match &config.sslrootcert {
+        Some(f) => Some(PathBuf::from(f)),
+        None => config.default_file("root.crt"),
+    };
+    if config.sslrootcert.as_deref() == Some("system") {
+        b.set_default_verify_paths()
+            .map_err(|e| ClientTlsError::SystemRoots { reason: reason(&e) })?;
+        return Ok(true);
+    }
+    match file {
+        Some(f) if f.exists() => {
+            b.set_ca_file(&f).map_err(|e| ClientTlsError::RootCert {
+                path: f.clone(),
+                reason: reason(&e),
+            })?;
+            // CRLs: given, or the default root.crl; any failure is silently ignored.
+            let crl = config.sslcrl.clone().or_else(|| {
+                if config.sslcrldir.is_none() {
+                    config.default_file("root.crl")
+                } else {
+                    None
+                }
+            });
+            let mut loaded = false;
+            let store = b.cert_store_mut();
+            if let Some(crl) = crl.filter(|c| c.is_file()) {
+                if let Ok(l) = store.add_lookup(X509Lookup::file()) {
+                    loaded |= l
+                        .load_crl_file(&crl, openssl::ssl::SslFiletype::PEM)
+                        .is_ok();
+                }
+            }
+            if let Some(dir) = config.sslcrldir.as_ref().filter(|d| d.is_dir()) {
+                if let (Ok(l), Some(d)) = (store.add_lookup(X509Lookup::hash_dir()), dir.to_str()) {
+                    loaded |= l.add_dir(d, openssl::ssl::SslFiletype::PEM).is_ok();
+                }
+            }
+            if loaded {
+                store
+                    .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
+                    .map_err(ossl("could not enable revocation checks"))?;
+            }
+            Ok(true)
+        }
+        other if mode.verifies_chain() => Err(match other {
+            Some(path) => ClientTlsError::NoRootCert { path },
+            None => ClientTlsError::NoHomeForRootCert,
+        }),
+        _ => Ok(false),
+    }
+}
+
+/// The client certificate and key. A missing certificate file means no certificate.
+fn load_client_cert(
+    b: &mut SslContextBuilder,
+    config: &ClientTlsConfig,
+) -> Result<(), ClientTlsError> {
+    if config.sslcertmode == SslCertMode::Disable {
+        return Ok(());
+    }
+    let Some(cert) = config
+        .sslcert
+        .clone()
+        .or_else(|| config.default_file("postgresql.crt"))
+    else {
+        return Ok(());
+    };
+    match std::fs::metadata(&cert) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(ClientTlsError::CertOpen {
+                path: cert,
+                reason: io_reason(&e),
+            });
+        }
+        Ok(_) => {}
+    }
+    b.set_certificate_chain_file(&cert)
+        .map_err(|e| ClientTlsError::CertRead {
+            path: cert.clone(),
+            reason: reason(&e),
+        })?;
+    let Some(key) = config
+        .sslkey
+        .clone()
+        .or_else(|| config.default_file("postgresql.key"))
+    else {
+        return Ok(());
+    };
+    let meta = std::fs::metadata(&key).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ClientTlsError::NoKey { path: key.clone() }
+        } else {
+            ClientTlsError::KeyStat {
+                path: key.clone(),
+                reason: io_reason(&e),
+            }
+        }
+    })?;
+    if !meta.is_file() {
+        return Err(ClientTlsError::KeyNotRegular { path: key });
+    }
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // libpq refuses loose keys it owns, or root's beyond 0640; another owner is allowed.
+        let euid = ffi::effective_uid();
+        let v = verdict(meta.uid(), meta.permissions().mode(), euid);
+        if v == Verdict::GroupOrWorldAccess {
+            return Err(ClientTlsError::KeyPermissions { path: key });
+        }
+    }
+    let pkey = read_key(&key, config.sslpassword.as_deref())?;
+    b.set_private_key(&pkey)
+        .map_err(|e| ClientTlsError::KeyMismatch {
+            path: key.clone(),
+            reason: reason(&e),
+        })?;
+    b.check_private_key()
+        .map_err(|e| ClientTlsError::KeyMismatch {
+            path: key.clone(),
+            reason: reason(&e),
+        })?;
+    Ok(())
+}
+
+/// A key in PEM (maybe encrypted) or DER (PKCS#1, or PKCS#8 maybe encrypted), with
+/// `sslpassword`. On failure the PEM error is reported, as libpq does.
+fn read_key(path: &Path, password: Option<&str>) -> Result<PKey<Private>, ClientTlsError> {
+    let bytes = std::fs::read(path).map_err(|e| ClientTlsError::KeyLoad {
+        path: path.to_owned(),
+        reason: io_reason(&e),
+    })?;
+    let pass = password.unwrap_or("").as_bytes();
+    let pem = PKey::private_key_from_pem_callback(&bytes, |buf| {
+        let n = pass.len().min(buf.len());
+        buf[..n].copy_from_slice(&pass[..n]);
+        Ok(n)
+    });
+    match pem {
+        Ok(k) => Ok(k),
+        Err(pem_err) => PKey::private_key_from_der(&bytes)
+            .or_else(|_| PKey::private_key_from_pkcs8_passphrase(&bytes, pass))
+            .map_err(|_| ClientTlsError::KeyLoad {
+                path: path.to_owned(),
+                reason: reason(&pem_err),
+            }),
+    }
+}

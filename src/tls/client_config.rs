@@ -1,0 +1,507 @@
+//! `ClientTlsConfig`: libpq's connection parameters that matter for SSL, with libpq's
+//! defaults, fillable from a conninfo string, a URI, the PG* environment variables and
+//! `~/.postgresql/`.
+
+use std::path::PathBuf;
+
+use super::TlsVersion;
+use super::conninfo::{ConninfoError, is_uri, parse_conninfo, parse_uri};
+use crate::client::{ClientSettings, SslMode, SslNegotiation};
+use crate::error::ClientError;
+
+/// libpq's `sslcertmode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SslCertMode {
+    /// Never send a client certificate.
+    Disable,
+    /// Send one if configured and asked for (the default).
+    #[default]
+    Allow,
+    /// The server must ask for a certificate and one must be sent.
+    Require,
+}
+
+impl SslCertMode {
+    /// libpq's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslCertMode::Disable => "disable",
+            SslCertMode::Allow => "allow",
+            SslCertMode::Require => "require",
+        }
+    }
+}
+
+/// libpq's `channel_binding`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// Never use SCRAM-SHA-256-PLUS.
+    Disable,
+    /// Use it when offered over TLS (the default).
+    #[default]
+    Prefer,
+    /// Require it.
+    Require,
+}
+
+/// Why a client configuration is invalid, in libpq's words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientConfigError {
+    /// A connection string problem.
+    #[error(transparent)]
+    Conninfo(#[from] ConninfoError),
+    /// An sslmode / sslnegotiation / sslrootcert problem.
+    #[error(transparent)]
+    Settings(#[from] ClientError),
+    /// A bad value for an enumerated option.
+    #[error("invalid {name} value: \"{value}\"")]
+    InvalidValue {
+        /// The option.
+        name: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// A bad protocol version.
+    #[error("invalid \"{name}\" value: \"{value}\"")]
+    InvalidProtocolVersion {
+        /// The option.
+        name: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// min above max.
+    #[error("invalid SSL protocol version range")]
+    ProtocolRange,
+    /// A bad integer.
+    #[error("invalid integer value \"{value}\" for connection option \"{name}\"")]
+    InvalidInteger {
+        /// The option.
+        name: &'static str,
+        /// The value.
+        value: String,
+    },
+}
+
+/// Every keyword libpq accepts (so conninfo strings written for libpq parse); the ones pgssl
+/// does not act on are kept in [`ClientTlsConfig::other`].
+pub const LIBPQ_KEYWORDS: &[&str] = &[
+    "service",
+    "user",
+    "password",
+    "passfile",
+    "channel_binding",
+    "connect_timeout",
+    "dbname",
+    "host",
+    "hostaddr",
+    "port",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "sslmode",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslcertmode",
+    "sslpassword",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "gssencmode",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "replication",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "require_auth",
+    "min_protocol_version",
+    "max_protocol_version",
+    "sslkeylogfile",
+    "scram_client_key",
+    "scram_server_key",
+];
+
+/// The PG* environment variables libpq reads, and their keywords.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("PGHOST", "host"),
+    ("PGHOSTADDR", "hostaddr"),
+    ("PGPORT", "port"),
+    ("PGUSER", "user"),
+    ("PGDATABASE", "dbname"),
+    ("PGPASSWORD", "password"),
+    ("PGCONNECT_TIMEOUT", "connect_timeout"),
+    ("PGAPPNAME", "application_name"),
+    ("PGCHANNELBINDING", "channel_binding"),
+    ("PGSSLMODE", "sslmode"),
+    ("PGSSLNEGOTIATION", "sslnegotiation"),
+    ("PGSSLROOTCERT", "sslrootcert"),
+    ("PGSSLCERT", "sslcert"),
+    ("PGSSLKEY", "sslkey"),
+    ("PGSSLCRL", "sslcrl"),
+    ("PGSSLCRLDIR", "sslcrldir"),
+    ("PGSSLSNI", "sslsni"),
+    ("PGSSLCERTMODE", "sslcertmode"),
+    ("PGSSLMINPROTOCOLVERSION", "ssl_min_protocol_version"),
+    ("PGSSLMAXPROTOCOLVERSION", "ssl_max_protocol_version"),
+];
+
+/// libpq's connection parameters for SSL, and the few others a connect needs.
+///
+/// Unset file parameters fall back to libpq's defaults under `~/.postgresql/` (`root.crt`,
+/// `postgresql.crt`, `postgresql.key`, `root.crl`); a default file that does not exist means
+/// no root certificate (no verification unless required), no client certificate, no CRL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTlsConfig {
+    /// `host` (the name used for SNI and verify-full; only the first of a list is used).
+    pub host: String,
+    /// `hostaddr` (the address connected to; never used for the name check).
+    pub hostaddr: Option<String>,
+    /// `port` (5432).
+    pub port: u16,
+    /// `user`.
+    pub user: Option<String>,
+    /// `dbname`.
+    pub dbname: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `connect_timeout`, seconds (0 or unset: none).
+    pub connect_timeout: Option<u64>,
+    /// `application_name`.
+    pub application_name: Option<String>,
+    /// `channel_binding`.
+    pub channel_binding: ChannelBinding,
+    /// `sslmode` as set (None: prefer, or verify-full with `sslrootcert=system`).
+    pub sslmode: Option<SslMode>,
+    /// `sslnegotiation`.
+    pub sslnegotiation: SslNegotiation,
+    /// `sslrootcert`: a file, or `system`.
+    pub sslrootcert: Option<String>,
+    /// `sslcert`.
+    pub sslcert: Option<PathBuf>,
+    /// `sslkey`.
+    pub sslkey: Option<PathBuf>,
+    /// `sslpassword`.
+    pub sslpassword: Option<String>,
+    /// `sslcrl`.
+    pub sslcrl: Option<PathBuf>,
+    /// `sslcrldir`.
+    pub sslcrldir: Option<PathBuf>,
+    /// `sslsni` (true: send SNI unless the host is an IP literal).
+    pub sslsni: bool,
+    /// `sslcertmode`.
+    pub sslcertmode: SslCertMode,
+    /// `ssl_min_protocol_version` (TLSv1.2).
+    pub ssl_min_protocol_version: Option<TlsVersion>,
+    /// `ssl_max_protocol_version` (none).
+    pub ssl_max_protocol_version: Option<TlsVersion>,
+    /// `sslkeylogfile` (PostgreSQL 18): TLS secrets appended in NSS key log format.
+    pub sslkeylogfile: Option<PathBuf>,
+    /// The home directory whose `.postgresql/` holds the default files (`$HOME`).
+    pub home: Option<PathBuf>,
+    /// Other libpq keywords, kept as given.
+    pub other: Vec<(String, String)>,
+}
+
+impl ClientTlsConfig {
+    /// libpq's defaults, with `$HOME` for the default files.
+    pub fn new() -> Self {
+        ClientTlsConfig {
+            port: 5432,
+            sslsni: true,
+            ssl_min_protocol_version: Some(TlsVersion::Tls1_2),
+            home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from),
+            ..ClientTlsConfig::default()
+        }
+    }
+
+    /// Parses a conninfo string or a `postgresql://` URI over libpq's defaults (no
+    /// environment).
+    pub fn from_conninfo(s: &str) -> Result<Self, ClientConfigError> {
+        let mut c = ClientTlsConfig::new();
+        c.apply_conninfo(s)?;
+        Ok(c)
+    }
+
+    /// As libpq does: the environment first, then the conninfo string over it.
+    pub fn from_env_and_conninfo(s: &str) -> Result<Self, ClientConfigError> {
+        let mut c = ClientTlsConfig::new();
+        c.apply_env(|k| std::env::var(k).ok())?;
+        c.apply_conninfo(s)?;
+        Ok(c)
+    }
+
+    /// Applies the PG* variables that `get` returns.
+    pub fn apply_env(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<&mut Self, ClientConfigError> {
+        for (var, key) in ENVIRONMENT {
+            if let Some(v) = get(var) {
+                self.set(key, &v)?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Applies a conninfo string or URI.
+    pub fn apply_conninfo(&mut self, s: &str) -> Result<&mut Self, ClientConfigError> {
+        let pairs = if is_uri(s) {
+            let pairs = parse_uri(s)?;
+            for (k, _) in &pairs {
+                if !LIBPQ_KEYWORDS.contains(&k.as_str()) {
+                    return Err(ConninfoError::InvalidQueryParameter(k.clone()).into());
+                }
+            }
+            pairs
+        } else {
+            parse_conninfo(s)?
+        };
+        for (k, v) in pairs {
+            self.set(&k, &v)?;
+        }
+        Ok(self)
+    }
+
+    /// Sets one libpq keyword, refusing unknown keywords and bad values with libpq's texts.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self, ClientConfigError> {
+        let path = |v: &str| {
+            if v.is_empty() {
+                None
+            } else {
+                Some(PathBuf::from(v))
+            }
+        };
+        let text = |v: &str| {
+            if v.is_empty() {
+                None
+            } else {
+                Some(v.to_owned())
+            }
+        };
+        let version = |name: &'static str, v: &str| {
+            if v.is_empty() {
+                Ok(None)
+            } else {
+                v.parse::<TlsVersion>().map(Some).map_err(|()| {
+                    ClientConfigError::InvalidProtocolVersion {
+                        name,
+                        value: v.to_owned(),
+                    }
+                })
+            }
+        };
+        match key {
+            "host" => self.host = value.split(',').next().unwrap_or("").to_owned(),
+            "hostaddr" => self.hostaddr = text(value.split(',').next().unwrap_or("")),
+            "port" => {
+                let first = value.split(',').next().unwrap_or("");
+                self.port = if first.is_empty() {
+                    5432
+                } else {
+                    first
+                        .parse()
+                        .map_err(|_| ClientConfigError::InvalidInteger {
+                            name: "port",
+                            value: value.to_owned(),
+                        })?
+                }
+            }
+            "user" => self.user = text(value),
+            "dbname" => self.dbname = text(value),
+            "password" => self.password = text(value),
+            "application_name" => self.application_name = text(value),
+            "connect_timeout" => {
+                self.connect_timeout =
+                    if value.is_empty() {
+                        None
+                    } else {
+                        Some(value.trim().parse().map_err(|_| {
+                            ClientConfigError::InvalidInteger {
+                                name: "connect_timeout",
+                                value: value.to_owned(),
+                            }
+                        })?)
+                    }
+            }
+            "channel_binding" => {
+                self.channel_binding = match value {
+                    "disable" => ChannelBinding::Disable,
+                    "prefer" => ChannelBinding::Prefer,
+                    "require" => ChannelBinding::Require,
+                    _ => {
+                        return Err(ClientConfigError::InvalidValue {
+                            name: "channel_binding",
+                            value: value.to_owned(),
+                        });
+                    }
+                }
+            }
+            "sslmode" => self.sslmode = Some(value.parse()?),
+            "sslnegotiation" => self.sslnegotiation = value.parse()?,
+            "sslrootcert" => self.sslrootcert = text(value),
+            "sslcert" => self.sslcert = path(value),
+            "sslkey" => self.sslkey = path(value),
+            "sslpassword" => self.sslpassword = Some(value.to_owned()),
+            "sslcrl" => self.sslcrl = path(value),
+            "sslcrldir" => self.sslcrldir = path(value),
+            "sslsni" => self.sslsni = value.starts_with('1'),
+            "sslcertmode" => {
+                self.sslcertmode = match value {
+                    "disable" => SslCertMode::Disable,
+                    "allow" => SslCertMode::Allow,
+                    "require" => SslCertMode::Require,
+                    _ => {
+                        return Err(ClientConfigError::InvalidValue {
+                            name: "sslcertmode",
+                            value: value.to_owned(),
+                        });
+                    }
+                }
+            }
+            "ssl_min_protocol_version" => {
+                self.ssl_min_protocol_version = version("ssl_min_protocol_version", value)?
+            }
+            "ssl_max_protocol_version" => {
+                self.ssl_max_protocol_version = version("ssl_max_protocol_version", value)?
+            }
+            "sslkeylogfile" => self.sslkeylogfile = path(value),
+            k if LIBPQ_KEYWORDS.contains(&k) => {
+                self.other.retain(|(o, _)| o != k);
+                self.other.push((k.to_owned(), value.to_owned()));
+            }
+            _ => return Err(ConninfoError::InvalidOption(key.to_owned()).into()),
+        }
+        Ok(self)
+    }
+
+    /// libpq's consistency checks: the sslmode × sslnegotiation × sslrootcert rules and the
+    /// protocol range. Returns the effective mode and negotiation.
+    pub fn validate(&self) -> Result<(SslMode, SslNegotiation), ClientConfigError> {
+        if let (Some(min), Some(max)) =
+            (self.ssl_min_protocol_version, self.ssl_max_protocol_version)
+        {
+            if min > max {
+                return Err(ClientConfigError::ProtocolRange);
+            }
+        }
+        let mut s = ClientSettings::new()
+            .sslnegotiation(self.sslnegotiation)
+            .sslrootcert_system(self.sslrootcert.as_deref() == Some("system"));
+        if let Some(m) = self.sslmode {
+            s = s.sslmode(m);
+        }
+        Ok(s.resolve()?)
+    }
+
+    /// A default file under `~/.postgresql/`.
+    pub(crate) fn default_file(&self, name: &str) -> Option<PathBuf> {
+        self.home.as_ref().map(|h| h.join(".postgresql").join(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = ClientTlsConfig::new();
+        assert_eq!(c.port, 5432);
+        assert!(c.sslsni);
+        assert_eq!(c.sslmode, None);
+        assert_eq!(
+            c.validate().unwrap(),
+            (SslMode::Prefer, SslNegotiation::Postgres)
+        );
+        assert_eq!(c.ssl_min_protocol_version, Some(TlsVersion::Tls1_2));
+        assert_eq!(c.sslcertmode, SslCertMode::Allow);
+    }
+
+    #[test]
+    fn conninfo_and_uri() {
+        let c = ClientTlsConfig::from_conninfo(
+            "host=db.example port=6432 sslmode=verify-full sslrootcert=/r.crt sslsni=0 target_session_attrs=any",
+        )
+        .unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("db.example", 6432));
+        assert_eq!(c.sslmode, Some(SslMode::VerifyFull));
+        assert!(!c.sslsni);
+        assert_eq!(c.other, vec![("target_session_attrs".into(), "any".into())]);
+        let c = ClientTlsConfig::from_conninfo(
+            "postgresql://u@[2001:db8::1]:5433/d?sslmode=require&sslnegotiation=direct",
+        )
+        .unwrap();
+        assert_eq!(c.host, "2001:db8::1");
+        assert_eq!(
+            c.validate().unwrap(),
+            (SslMode::Require, SslNegotiation::Direct)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        let e = |s: &str| ClientTlsConfig::from_conninfo(s).unwrap_err().to_string();
+        assert_eq!(e("sslmod=require"), "invalid connection option \"sslmod\"");
+        assert_eq!(
+            e("postgresql://h/?sslmod=require"),
+            "invalid URI query parameter: \"sslmod\""
+        );
+        assert_eq!(e("sslmode=on"), "invalid sslmode value: \"on\"");
+        assert_eq!(
+            e("sslcertmode=always"),
+            "invalid sslcertmode value: \"always\""
+        );
+        assert_eq!(
+            e("ssl_min_protocol_version=TLSv9"),
+            "invalid \"ssl_min_protocol_version\" value: \"TLSv9\""
+        );
+        assert_eq!(
+            e("port=x"),
+            "invalid integer value \"x\" for connection option \"port\""
+        );
+        let c = ClientTlsConfig::from_conninfo(
+            "ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=TLSv1.2",
+        )
+        .unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid SSL protocol version range"
+        );
+        let c = ClientTlsConfig::from_conninfo("sslrootcert=system sslmode=require").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "weak sslmode \"require\" may not be used with sslrootcert=system (use \"verify-full\")"
+        );
+    }
+
+    #[test]
+    fn environment_then_conninfo() {
+        let mut c = ClientTlsConfig::new();
+        let env = |k: &str| match k {
+            "PGSSLMODE" => Some("verify-ca".to_owned()),
+            "PGHOST" => Some("envhost".to_owned()),
+            "PGSSLCERTMODE" => Some("require".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        c.apply_conninfo("host=given").unwrap();
+        assert_eq!(c.sslmode, Some(SslMode::VerifyCa));
+        assert_eq!(c.host, "given");
+        assert_eq!(c.sslcertmode, SslCertMode::Require);
+    }
+}
