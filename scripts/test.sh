@@ -11,8 +11,12 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 dpkg -s libssl-dev >/dev/null 2>&1 || need_pkgs+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
-# Real peers: psql (libpq 15) for tests/psql_peer.rs.
+# Real peers: psql (libpq 15), the PostgreSQL 15 server (and its `postgres` user, which the
+# key-ownership tests run as), and the openssl CLI.
 command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 if ((${#need_pkgs[@]})); then
     echo "installing: ${need_pkgs[*]}"
     apt-get update -qq
