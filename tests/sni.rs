@@ -265,3 +265,37 @@ fn a_broken_host_entry_names_the_host_and_file() {
         "SSL configuration for host \"db.example\": could not load server certificate file \"/nonexistent/db.crt\": No such file or directory"
     );
 }
+
+#[test]
+fn identities_given_in_code() {
+    use pgssl::tls::HostEntry;
+    let d = tempfile::tempdir().unwrap();
+    let entry = HostEntry {
+        name: "common-name.pg-ssltest.test".into(),
+        cert_file: cert("server-cn-only+server_ca.crt"),
+        key_file: key_copy(d.path(), "server-cn-only.key", 0o600),
+        ca_file: None,
+        passphrase_command: String::new(),
+        passphrase_command_supports_reload: false,
+    };
+    let srv = serve(localhost_config(d.path()).hosts(vec![entry]));
+    let (_, s) = pg_connect(
+        srv.port,
+        How::SslRequest,
+        connector(None),
+        Some("common-name.pg-ssltest.test"),
+        "a",
+    )
+    .unwrap();
+    assert_eq!(cn(&s), "common-name.pg-ssltest.test");
+    let _ = srv.next();
+    let e = pg_connect(
+        srv.port,
+        How::SslRequest,
+        connector(None),
+        Some("localhost"),
+        "a",
+    )
+    .unwrap_err();
+    assert!(e.contains("unrecognized name"), "{e}");
+}

@@ -139,13 +139,17 @@ impl ServerTlsConfig {
             passphrase_command_supports_reload: self.passphrase_command_supports_reload,
         };
         let (mut builder, effective) = self.context_builder(&identity, mode)?;
-        let hosts = match &self.hosts_file {
-            Some(file) => {
-                let hosts = Arc::new(SniHosts::load(self, &self.resolve(file), mode)?);
-                hosts.install(&mut builder);
-                Some(hosts)
-            }
-            None => None,
+        let mut entries = match &self.hosts_file {
+            Some(file) => SniHosts::read_file(&self.resolve(file))?,
+            None => Vec::new(),
+        };
+        entries.extend(self.hosts.iter().cloned());
+        let hosts = if entries.is_empty() {
+            None
+        } else {
+            let hosts = Arc::new(SniHosts::from_entries(self, &entries, mode)?);
+            hosts.install(&mut builder);
+            Some(hosts)
         };
         Ok(ServerTls {
             context: builder.build(),

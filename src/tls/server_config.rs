@@ -42,6 +42,7 @@ pub struct ServerTlsConfig {
     pub(crate) passphrase_callback: Option<PassphraseCallback>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) hosts_file: Option<PathBuf>,
+    pub(crate) hosts: Vec<super::sni::HostEntry>,
 }
 
 impl fmt::Debug for ServerTlsConfig {
@@ -68,6 +69,7 @@ impl fmt::Debug for ServerTlsConfig {
             .field("passphrase_callback", &self.passphrase_callback.is_some())
             .field("data_dir", &self.data_dir)
             .field("hosts_file", &self.hosts_file)
+            .field("hosts", &self.hosts)
             .finish()
     }
 }
@@ -131,6 +133,7 @@ impl ServerTlsConfig {
             passphrase_callback: None,
             data_dir: None,
             hosts_file: None,
+            hosts: Vec::new(),
         }
     }
 
@@ -318,6 +321,13 @@ impl ServerTlsConfig {
         f: impl Fn(&str) -> Result<Vec<u8>, String> + Send + Sync + 'static,
     ) -> Self {
         self.passphrase_callback = Some(Arc::new(f));
+        self
+    }
+
+    /// Server identities selected by SNI, given in code (the same semantics as the hosts file;
+    /// when both are set, the file's entries come first).
+    pub fn hosts(mut self, entries: Vec<super::sni::HostEntry>) -> Self {
+        self.hosts = entries;
         self
     }
 

@@ -131,19 +131,14 @@ pub fn parse_hosts(text: &str, path: &Path) -> Result<Vec<HostEntry>, TlsError> 
 }
 
 impl SniHosts {
-    /// Reads the hosts file and builds a context per entry, with the common settings of
-    /// `config`.
-    pub(crate) fn load(
-        config: &ServerTlsConfig,
-        path: &Path,
-        mode: BuildMode,
-    ) -> Result<SniHosts, TlsError> {
+    /// Reads and parses a hosts file.
+    pub(crate) fn read_file(path: &Path) -> Result<Vec<HostEntry>, TlsError> {
         let text = std::fs::read_to_string(path).map_err(|e| TlsError::HostsFile {
             path: path.to_owned(),
             line: 0,
             reason: io_reason(&e),
         })?;
-        Self::from_entries(config, &parse_hosts(&text, path)?, mode)
+        parse_hosts(&text, path)
     }
 
     /// Builds a context per entry.
