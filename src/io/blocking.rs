@@ -69,6 +69,102 @@ impl<S: Write> Write for Replay<S> {
     }
 }
 
+/// Streams whose reads can be given a timeout (what a deadline needs).
+pub trait ReadTimeout {
+    /// Sets the timeout of every later read (None: block).
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()>;
+}
+
+impl ReadTimeout for std::net::TcpStream {
+    fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, t)
+    }
+}
+
+impl ReadTimeout for std::os::unix::net::UnixStream {
+    fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, t)
+    }
+}
+
+/// The text of the timeout error, PostgreSQL's ("canceling authentication due to timeout").
+pub const TIMEOUT_MESSAGE: &str = "canceling authentication due to timeout";
+
+/// A stream with an overall deadline: every read waits at most until the deadline, then fails
+/// with [`io::ErrorKind::TimedOut`] and [`TIMEOUT_MESSAGE`]. A client that connects and sends
+/// nothing, or trickles a byte at a time, cannot hold the connection past it.
+#[derive(Debug)]
+pub struct Deadline<S> {
+    inner: S,
+    deadline: Option<std::time::Instant>,
+}
+
+impl<S: ReadTimeout> Deadline<S> {
+    /// `inner` with reads bounded by `timeout` from now (None: no deadline).
+    pub fn new(inner: S, timeout: Option<std::time::Duration>) -> Self {
+        Deadline {
+            inner,
+            deadline: timeout.map(|t| std::time::Instant::now() + t),
+        }
+    }
+
+    /// Removes the deadline (after authentication, as PostgreSQL's authentication_timeout
+    /// ends there).
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.deadline = None;
+        self.inner.set_read_timeout(None)
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The underlying stream, without the deadline.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Read + ReadTimeout> Read for Deadline<S> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(d) = self.deadline {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, TIMEOUT_MESSAGE));
+            }
+            self.inner.set_read_timeout(Some(left))?;
+        }
+        self.inner.read(out).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut if self.deadline.is_some() => {
+                io::Error::new(io::ErrorKind::TimedOut, TIMEOUT_MESSAGE)
+            }
+            _ => e,
+        })
+    }
+}
+
+impl<S: Write> Write for Deadline<S> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.inner.write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// [`accept`] with an overall deadline on the negotiation (PostgreSQL's
+/// `authentication_timeout` is 60 s). On timeout the error is [`io::ErrorKind::TimedOut`] with
+/// [`TIMEOUT_MESSAGE`]; the stream keeps the deadline until [`Deadline::clear`].
+pub fn accept_with_deadline<S: Read + Write + ReadTimeout>(
+    stream: S,
+    policy: ServerPolicy,
+    tls: Option<&ServerTls>,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Accepted<Deadline<S>>> {
+    accept(Deadline::new(stream, timeout), policy, tls)
+}
+
 /// A negotiated connection: plaintext, or TLS over the stream.
 #[derive(Debug)]
 pub enum PgStream<S> {
