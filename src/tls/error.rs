@@ -25,6 +25,16 @@ pub enum TlsError {
         /// PostgreSQL's hint, such as the accepted values.
         hint: Option<String>,
     },
+    /// A `%` placeholder `ssl_passphrase_command` does not know.
+    #[error("invalid value for parameter \"{name}\": \"{value}\"\nDETAIL:  {detail}")]
+    InvalidPlaceholder {
+        /// The setting.
+        name: String,
+        /// The value given.
+        value: String,
+        /// PostgreSQL's detail.
+        detail: String,
+    },
     /// A boolean setting given something else.
     #[error("parameter \"{name}\" requires a Boolean value")]
     NotABoolean {

@@ -183,3 +183,33 @@ pub(crate) fn general_name_raw(name: &openssl::x509::GeneralNameRef) -> Option<(
         ))
     }
 }
+
+unsafe extern "C" {
+    fn X509_get_signature_info(
+        x: *mut openssl_sys::X509,
+        mdnid: *mut c_int,
+        pknid: *mut c_int,
+        secbits: *mut c_int,
+        flags: *mut u32,
+    ) -> c_int;
+}
+
+/// The NID of the digest of a certificate's signature as PostgreSQL determines it
+/// (`X509_get_signature_info`, which also reads the hash of RSA-PSS parameters); `None` when
+/// OpenSSL cannot determine the signature algorithm. `NID_undef` (0) for signatures without a
+/// separate digest, such as Ed25519.
+pub(crate) fn signature_digest_nid(cert: &openssl::x509::X509Ref) -> Option<c_int> {
+    let mut md: c_int = 0;
+    // SAFETY: `cert` is a live certificate; OpenSSL only reads it (and may fill its own
+    // cached signature info); the out-pointers for unused fields may be null.
+    let ok = unsafe {
+        X509_get_signature_info(
+            cert.as_ptr(),
+            &mut md,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    (ok == 1).then_some(md)
+}

@@ -83,15 +83,14 @@ pub(crate) fn substitute(command: &str, prompt: &str) -> Result<String, TlsError
             Some('p') => out.push_str(prompt),
             Some('%') => out.push('%'),
             other => {
-                let shown = other
-                    .map(|c| format!("%{c}"))
-                    .unwrap_or_else(|| "%".to_owned());
-                return Err(TlsError::InvalidValue {
+                let detail = match other {
+                    Some(c) => format!("String contains unexpected placeholder \"%{c}\"."),
+                    None => "String ends unexpectedly after escape character \"%\".".to_owned(),
+                };
+                return Err(TlsError::InvalidPlaceholder {
                     name: "ssl_passphrase_command".to_owned(),
                     value: command.to_owned(),
-                    hint: Some(format!(
-                        "String contains unexpected placeholder \"{shown}\"."
-                    )),
+                    detail,
                 });
             }
         }
@@ -178,7 +177,12 @@ mod tests {
         let e = substitute("echo %x", PASSPHRASE_PROMPT).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid value for parameter \"ssl_passphrase_command\": \"echo %x\"\nHINT:  String contains unexpected placeholder \"%x\"."
+            "invalid value for parameter \"ssl_passphrase_command\": \"echo %x\"\nDETAIL:  String contains unexpected placeholder \"%x\"."
+        );
+        let e = substitute("echo 100%", PASSPHRASE_PROMPT).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("DETAIL:  String ends unexpectedly after escape character \"%\".")
         );
     }
 

@@ -105,8 +105,10 @@ impl ServerTls {
         &self.effective
     }
 
-    /// Whether a CA store is loaded; without one, PostgreSQL refuses `clientcert` and `cert`:
-    /// "client certificates can only be checked if a root certificate store is available".
+    /// Whether a CA store is loaded for the default identity; without one, PostgreSQL refuses
+    /// `clientcert` and `cert`: "client certificates can only be checked if a root certificate
+    /// store is available". With SNI hosts, use the connection's
+    /// [`SessionInfo::client_cert_requested`](crate::tls::SessionInfo::client_cert_requested).
     pub fn ca_loaded(&self) -> bool {
         self.effective.ca_loaded
     }

@@ -14,7 +14,7 @@ pub const DEFAULT_CIPHERS: &str = "HIGH:MEDIUM:+3DES:!aNULL";
 pub const DEFAULT_GROUPS: &str = "X25519:prime256v1";
 
 /// A source of the private key's passphrase supplied by the host, called with the prompt. It
-/// returns the passphrase, or an error text that is reported as the key file's error.
+/// returns the passphrase, or an error text, reported as "passphrase callback failed: %s".
 pub type PassphraseCallback = Arc<dyn Fn(&str) -> Result<Vec<u8>, String> + Send + Sync>;
 
 /// The settings of PostgreSQL's server SSL, as `postgresql.conf` names them.

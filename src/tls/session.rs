@@ -47,8 +47,12 @@ pub struct SessionInfo {
     pub alpn: Option<Vec<u8>>,
     /// The SNI host name the client sent.
     pub sni: Option<String>,
-    /// The peer certificate, if one was presented and verified.
+    /// The peer certificate, if one was presented (see [`PeerCertificate::verified`]).
     pub peer: Option<PeerCertificate>,
+    /// Server side: whether this connection asked for a client certificate, i.e. whether the
+    /// selected identity has a CA store (with SNI hosts this is per host). Pass it as
+    /// `ca_loaded` to [`crate::tls::check_client_certificate`].
+    pub client_cert_requested: bool,
 }
 
 /// The peer's certificate, as PostgreSQL reads it.
@@ -97,6 +101,9 @@ impl SessionInfo {
             alpn: ssl.selected_alpn_protocol().map(<[u8]>::to_vec),
             sni: ssl.servername(NameType::HOST_NAME).map(str::to_owned),
             peer,
+            client_cert_requested: ssl
+                .verify_mode()
+                .contains(openssl::ssl::SslVerifyMode::PEER),
         })
     }
 }
@@ -155,14 +162,19 @@ fn pg_name(name: &X509NameRef) -> Result<String, SessionError> {
 }
 
 /// RFC 5929 tls-server-end-point for SCRAM-SHA-256-PLUS: the hash of `cert` (the server's
-/// certificate) with its signature's digest, SHA-256 where that digest is MD5 or SHA-1. A
-/// signature without a digest (Ed25519, RSA-PSS) is an error, as in PostgreSQL.
+/// certificate) with its signature's digest, SHA-256 where that digest is MD5 or SHA-1. The
+/// digest is found as PostgreSQL finds it with OpenSSL 1.1.1 and later
+/// (`X509_get_signature_info`), so an RSA-PSS signature uses the hash of its parameters. A
+/// signature without a digest (Ed25519, Ed448) is an error, as in PostgreSQL, and PLUS must
+/// not be offered.
 pub fn tls_server_end_point(cert: &X509Ref) -> Result<Vec<u8>, SessionError> {
-    let sig = cert.signature_algorithm().object().nid();
-    let digest_nid = sig
-        .signature_algorithms()
-        .map(|a| a.digest)
-        .unwrap_or(Nid::UNDEF);
+    let digest_nid = ffi::signature_digest_nid(cert)
+        .map(Nid::from_raw)
+        .ok_or_else(|| {
+            SessionError::OpenSsl(
+                "could not determine server certificate signature algorithm".to_owned(),
+            )
+        })?;
     let md = match digest_nid {
         Nid::MD5 | Nid::SHA1 => MessageDigest::sha256(),
         other => MessageDigest::from_nid(other).ok_or_else(|| SessionError::NoDigest {
