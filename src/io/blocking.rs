@@ -216,6 +216,16 @@ impl<S> PgStream<S> {
     }
 }
 
+impl<S: ReadTimeout> PgStream<Deadline<S>> {
+    /// Removes the negotiation's deadline, once authentication is over.
+    pub fn clear_deadline(&mut self) -> io::Result<()> {
+        match self {
+            PgStream::Plain(d) => d.clear(),
+            PgStream::Tls(s) => s.get_mut().get_mut().clear(),
+        }
+    }
+}
+
 /// How an accepted connection's negotiation ended.
 #[derive(Debug)]
 #[non_exhaustive]
