@@ -388,6 +388,23 @@ pub enum ConnectError {
     Io(#[from] io::Error),
 }
 
+/// A failure during authentication, as the host's callback reports it to [`connect_with`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// The server refused with this ErrorResponse: libpq's fallback may reconnect with the
+    /// next method (an ErrorResponse during authentication is CONNECTION_FAILED in libpq).
+    Server(crate::wire::ErrorResponse),
+    /// Give up with this error.
+    Abort(ConnectError),
+}
+
+impl From<io::Error> for AuthFailure {
+    fn from(e: io::Error) -> Self {
+        AuthFailure::Abort(e.into())
+    }
+}
+
 /// Connects as libpq does: runs the attempt plan of the configuration's sslmode and
 /// sslnegotiation over new TCP connections, verifies the server as libpq would, sends the
 /// StartupMessage (`user`, `database`, `application_name`) and reads the server's first reply.
@@ -395,6 +412,17 @@ pub enum ConnectError {
 /// reconnect; anything else ends the negotiation and the stream is returned for
 /// authentication.
 pub fn connect(config: &crate::tls::ClientTlsConfig) -> Result<Connected, ConnectError> {
+    connect_with(config, |_| Ok(())).map(|(c, ())| c)
+}
+
+/// [`connect`], with the host's authentication run inside libpq's plan: `authenticate` gets
+/// each connection whose first reply was not an ErrorResponse; returning
+/// [`AuthFailure::Server`] (a refused password, say) lets the plan fall back to the next
+/// method over a new connection, as libpq does.
+pub fn connect_with<T>(
+    config: &crate::tls::ClientTlsConfig,
+    mut authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
+) -> Result<(Connected, T), ConnectError> {
     use crate::client::{ClientNegotiator, ClientOutput};
     use std::net::TcpStream;
     use std::sync::Arc;
@@ -555,14 +583,21 @@ pub fn connect(config: &crate::tls::ClientTlsConfig) -> Result<Connected, Connec
                         t.check_cert_mode(ssl)?;
                     }
                 }
-                let tls = if stream.ssl().is_some() { tls } else { None };
-                return Ok(Connected {
+                let mut connected = Connected {
+                    tls: if stream.ssl().is_some() { tls.clone() } else { None },
                     stream,
                     session,
                     first_message: msg,
                     connections: neg.connections(),
-                    tls,
-                });
+                };
+                match authenticate(&mut connected) {
+                    Ok(t) => return Ok((connected, t)),
+                    Err(AuthFailure::Server(resp)) => {
+                        drop(connected);
+                        neg.handle_server_error(resp);
+                    }
+                    Err(AuthFailure::Abort(e)) => return Err(e),
+                }
             }
             ClientOutput::Failed(e) => {
                 return Err(match (e, last_tls_error) {
