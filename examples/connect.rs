@@ -67,10 +67,15 @@ fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, A
                 match code {
                     0 => {
                         if let (Some(t), Some(ssl)) = (&c.tls, c.stream.ssl()) {
-                            t.check_cert_mode(ssl).map_err(|e| AuthFailure::Abort(e.into()))?;
+                            t.check_cert_mode(ssl)
+                                .map_err(|e| AuthFailure::Abort(e.into()))?;
                         }
-                        if config.channel_binding == ChannelBinding::Require && used != "SCRAM-SHA-256-PLUS" {
-                            return Err(fail("channel binding required, but server authenticated client without channel binding"));
+                        if config.channel_binding == ChannelBinding::Require
+                            && used != "SCRAM-SHA-256-PLUS"
+                        {
+                            return Err(fail(
+                                "channel binding required, but server authenticated client without channel binding",
+                            ));
                         }
                     }
                     3 | 5 => {
@@ -78,19 +83,26 @@ fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, A
                             return Err(fail("fe_sendauth: no password supplied"));
                         };
                         if config.channel_binding == ChannelBinding::Require {
-                            return Err(fail("channel binding required but not supported by server's authentication request"));
+                            return Err(fail(
+                                "channel binding required but not supported by server's authentication request",
+                            ));
                         }
                         let sent = if code == 3 {
                             used = "password".into();
                             pw.clone()
                         } else {
                             used = "md5".into();
-                            let inner = hash(MessageDigest::md5(), format!("{pw}{user}").as_bytes()).unwrap();
+                            let inner =
+                                hash(MessageDigest::md5(), format!("{pw}{user}").as_bytes())
+                                    .unwrap();
                             let inner: String = inner.iter().map(|b| format!("{b:02x}")).collect();
                             let mut salted = inner.into_bytes();
                             salted.extend_from_slice(&body[4..8]);
                             let outer = hash(MessageDigest::md5(), &salted).unwrap();
-                            format!("md5{}", outer.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                            format!(
+                                "md5{}",
+                                outer.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                            )
                         };
                         let mut b = Vec::new();
                         pgwire::cstr(&mut b, &sent);
@@ -113,7 +125,9 @@ fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, A
                             && config.channel_binding != ChannelBinding::Disable
                             && mechs.iter().any(|m| m == "SCRAM-SHA-256-PLUS");
                         if config.channel_binding == ChannelBinding::Require && !plus {
-                            return Err(fail("channel binding is required, but server did not offer an authentication method that supports channel binding"));
+                            return Err(fail(
+                                "channel binding is required, but server did not offer an authentication method that supports channel binding",
+                            ));
                         }
                         let (mech, cb) = if plus {
                             let data = peer_end_point(c.stream.ssl().unwrap())
@@ -123,7 +137,10 @@ fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, A
                             ("SCRAM-SHA-256", None)
                         };
                         // "y": we could bind but the server did not offer it over TLS.
-                        let gs2 = match (&cb, tls && config.channel_binding != ChannelBinding::Disable) {
+                        let gs2 = match (
+                            &cb,
+                            tls && config.channel_binding != ChannelBinding::Disable,
+                        ) {
                             (Some(_), _) => "p=tls-server-end-point,,",
                             (None, true) => "y,,",
                             (None, false) => "n,,",
@@ -139,24 +156,40 @@ fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, A
                         b.extend_from_slice(msg.as_bytes());
                         pgwire::put(&mut out, b'p', &b);
                         used = mech.to_owned();
-                        scram = Some(Scram { password: pw.clone(), gs2: gs2.to_owned(), cb, nonce, first_bare, server_signature: Vec::new() });
+                        scram = Some(Scram {
+                            password: pw.clone(),
+                            gs2: gs2.to_owned(),
+                            cb,
+                            nonce,
+                            first_bare,
+                            server_signature: Vec::new(),
+                        });
                     }
                     11 => {
-                        let s = scram.as_mut().ok_or_else(|| fail("unexpected SASL message"))?;
+                        let s = scram
+                            .as_mut()
+                            .ok_or_else(|| fail("unexpected SASL message"))?;
                         let server_first = String::from_utf8_lossy(&body[4..]).into_owned();
                         let reply = s.client_final(&server_first)?;
                         pgwire::put(&mut out, b'p', reply.as_bytes());
                     }
                     12 => {
-                        let s = scram.as_ref().ok_or_else(|| fail("unexpected SASL message"))?;
+                        let s = scram
+                            .as_ref()
+                            .ok_or_else(|| fail("unexpected SASL message"))?;
                         let text = String::from_utf8_lossy(&body[4..]).into_owned();
-                        let v = text.strip_prefix("v=").ok_or_else(|| fail("malformed SCRAM message"))?;
-                        let sig = openssl::base64::decode_block(v).map_err(|_| fail("malformed SCRAM message"))?;
+                        let v = text
+                            .strip_prefix("v=")
+                            .ok_or_else(|| fail("malformed SCRAM message"))?;
+                        let sig = openssl::base64::decode_block(v)
+                            .map_err(|_| fail("malformed SCRAM message"))?;
                         if sig != s.server_signature {
                             return Err(fail("incorrect server signature"));
                         }
                     }
-                    other => return Err(fail(format!("authentication method {other} not supported"))),
+                    other => {
+                        return Err(fail(format!("authentication method {other} not supported")));
+                    }
                 }
                 if !out.is_empty() {
                     pgwire::send(&mut c.stream, &out)?;
@@ -165,7 +198,12 @@ fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, A
             // ParameterStatus, BackendKeyData, notices: until ReadyForQuery.
             b'S' | b'K' | b'N' | b'v' => {}
             b'Z' => return Ok(used),
-            other => return Err(fail(format!("unexpected message type \"{}\"", other as char))),
+            other => {
+                return Err(fail(format!(
+                    "unexpected message type \"{}\"",
+                    other as char
+                )));
+            }
         }
     }
 }
@@ -204,20 +242,36 @@ impl Scram {
         }
         let without_proof = format!("c={},r={r}", openssl::base64::encode_block(&cbind));
         let mut salted = [0u8; 32];
-        openssl::pkcs5::pbkdf2_hmac(self.password.as_bytes(), &salt, iter, MessageDigest::sha256(), &mut salted)
-            .map_err(|e| fail(e.to_string()))?;
+        openssl::pkcs5::pbkdf2_hmac(
+            self.password.as_bytes(),
+            &salt,
+            iter,
+            MessageDigest::sha256(),
+            &mut salted,
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let client_key = hmac(&salted, b"Client Key");
         let stored_key = hash(MessageDigest::sha256(), &client_key).unwrap();
         let auth_message = format!("{},{server_first},{without_proof}", self.first_bare);
         let client_sig = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(client_sig).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(client_sig)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = hmac(&salted, b"Server Key");
         self.server_signature = hmac(&server_key, auth_message.as_bytes());
-        Ok(format!("{without_proof},p={}", openssl::base64::encode_block(&proof)))
+        Ok(format!(
+            "{without_proof},p={}",
+            openssl::base64::encode_block(&proof)
+        ))
     }
 }
 
-fn simple_query<S: Read + Write>(s: &mut S, sql: &str) -> Result<Option<Vec<Option<String>>>, String> {
+fn simple_query<S: Read + Write>(
+    s: &mut S,
+    sql: &str,
+) -> Result<Option<Vec<Option<String>>>, String> {
     let mut out = BytesMut::new();
     let mut b = Vec::new();
     pgwire::cstr(&mut b, sql);
@@ -226,7 +280,9 @@ fn simple_query<S: Read + Write>(s: &mut S, sql: &str) -> Result<Option<Vec<Opti
     let mut first_row = None;
     let mut error = None;
     loop {
-        let m = pgwire::read_message(s, 1 << 26).map_err(|e| e.to_string())?.ok_or("server closed the connection unexpectedly")?;
+        let m = pgwire::read_message(s, 1 << 26)
+            .map_err(|e| e.to_string())?
+            .ok_or("server closed the connection unexpectedly")?;
         match m.tag {
             b'D' if first_row.is_none() => {
                 let n = u16::from_be_bytes([m.body[0], m.body[1]]) as usize;
@@ -238,7 +294,9 @@ fn simple_query<S: Read + Write>(s: &mut S, sql: &str) -> Result<Option<Vec<Opti
                     if len < 0 {
                         row.push(None);
                     } else {
-                        row.push(Some(String::from_utf8_lossy(&m.body[pos..pos + len as usize]).into_owned()));
+                        row.push(Some(
+                            String::from_utf8_lossy(&m.body[pos..pos + len as usize]).into_owned(),
+                        ));
                         pos += len as usize;
                     }
                 }
@@ -278,7 +336,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let host = if config.host.is_empty() { "localhost".to_owned() } else { config.host.clone() };
+    let host = if config.host.is_empty() {
+        "localhost".to_owned()
+    } else {
+        config.host.clone()
+    };
     let target = config.hostaddr.clone().unwrap_or_else(|| host.clone());
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&(target.as_str(), config.port))
         .ok()
@@ -295,7 +357,10 @@ fn main() {
                     msg = "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?".into();
                 }
             }
-            eprintln!("connection to server at \"{host}\" ({addr}), port {} failed: {msg}", config.port);
+            eprintln!(
+                "connection to server at \"{host}\" ({addr}), port {} failed: {msg}",
+                config.port
+            );
             std::process::exit(1);
         }
     };
@@ -305,7 +370,10 @@ fn main() {
             s.version,
             s.cipher,
             s.bits,
-            s.alpn.as_deref().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_else(|| "none".into())
+            s.alpn
+                .as_deref()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_else(|| "none".into())
         ),
         None => println!("ssl=off"),
     }
@@ -313,7 +381,10 @@ fn main() {
         match simple_query(&mut conn.stream, &sql) {
             Ok(Some(row)) => println!(
                 "{}",
-                row.iter().map(|v| v.clone().unwrap_or_default()).collect::<Vec<_>>().join("|")
+                row.iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("|")
             ),
             Ok(None) => {}
             Err(e) => {

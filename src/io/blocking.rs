@@ -421,6 +421,48 @@ pub fn connect(config: &crate::tls::ClientTlsConfig) -> Result<Connected, Connec
 /// method over a new connection, as libpq does.
 pub fn connect_with<T>(
     config: &crate::tls::ClientTlsConfig,
+    authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
+) -> Result<(Connected, T), ConnectError> {
+    let mut startup = bytes::BytesMut::new();
+    let user = config.user.clone().unwrap_or_default();
+    let mut params = vec![("user", user.as_str())];
+    if let Some(db) = &config.dbname {
+        params.push(("database", db));
+    }
+    if let Some(app) = &config.application_name {
+        params.push(("application_name", app));
+    }
+    crate::wire::encode_startup_message(&mut startup, crate::wire::ProtocolVersion::V3_0, params);
+    run_plan(config, &startup, true, authenticate)
+}
+
+/// [`connect_with`] sending `startup` (a whole StartupMessage, e.g. a proxy's client's)
+/// instead of one built from the configuration.
+pub fn connect_with_startup<T>(
+    config: &crate::tls::ClientTlsConfig,
+    startup: &[u8],
+    authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
+) -> Result<(Connected, T), ConnectError> {
+    run_plan(config, startup, true, authenticate)
+}
+
+/// Sends a CancelRequest for backend `pid` with `key`, over a connection negotiated as the
+/// configuration says (PostgreSQL 17's libpq encrypts cancel requests the same way). Nothing
+/// is read back: the server answers a cancel request by closing.
+pub fn send_cancel(
+    config: &crate::tls::ClientTlsConfig,
+    pid: u32,
+    key: &[u8],
+) -> Result<(), ConnectError> {
+    let mut packet = bytes::BytesMut::new();
+    crate::wire::encode_cancel_request(&mut packet, pid, key);
+    run_plan(config, &packet, false, |_| Ok(())).map(|_| ())
+}
+
+fn run_plan<T>(
+    config: &crate::tls::ClientTlsConfig,
+    first_packet: &[u8],
+    expect_reply: bool,
     mut authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
     use crate::client::{ClientNegotiator, ClientOutput};
@@ -542,23 +584,13 @@ pub fn connect_with<T>(
             }
             ClientOutput::Ready(_) => {
                 let c = conn.as_mut().expect("connected");
-                let mut startup = bytes::BytesMut::new();
-                let user = config.user.clone().unwrap_or_default();
-                let mut params = vec![("user", user.as_str())];
-                if let Some(db) = &config.dbname {
-                    params.push(("database", db));
-                }
-                if let Some(app) = &config.application_name {
-                    params.push(("application_name", app));
-                }
-                crate::wire::encode_startup_message(
-                    &mut startup,
-                    crate::wire::ProtocolVersion::V3_0,
-                    params,
-                );
-                c.write_all(&startup)?;
+                c.write_all(first_packet)?;
                 c.flush()?;
-                let msg = read_message(c)?;
+                let msg = if expect_reply {
+                    read_message(c)?
+                } else {
+                    vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0]
+                };
                 if msg[0] == b'E' {
                     match crate::wire::ErrorResponse::decode(&msg) {
                         Ok(crate::wire::Decoded::Complete(resp, _)) => {
@@ -578,13 +610,17 @@ pub fn connect_with<T>(
                     None => None,
                 };
                 // AuthenticationOk straight away: libpq's sslcertmode=require check.
-                if msg[0] == b'R' && msg.len() >= 9 && msg[5..9] == [0, 0, 0, 0] {
+                if expect_reply && msg[0] == b'R' && msg.len() >= 9 && msg[5..9] == [0, 0, 0, 0] {
                     if let (Some(t), Some(ssl)) = (&tls, stream.ssl()) {
                         t.check_cert_mode(ssl)?;
                     }
                 }
                 let mut connected = Connected {
-                    tls: if stream.ssl().is_some() { tls.clone() } else { None },
+                    tls: if stream.ssl().is_some() {
+                        tls.clone()
+                    } else {
+                        None
+                    },
                     stream,
                     session,
                     first_message: msg,

@@ -349,7 +349,7 @@ impl ServerNegotiator {
             self.refuse(e.into());
             return;
         }
-        if !self.channel.is_tls() {
+        if !self.channel.is_tls() && !self.policy.plaintext_allowed() {
             let lossy =
                 |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
             if let Some(message) = self

@@ -1,0 +1,233 @@
+//! What the server and proxy examples share: logging in PostgreSQL's words, the pg_hba.conf
+//! subset, and the TLS settings (with a generated certificate by default).
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use pgssl::tls::{ClientCertMode, ClientName, ServerTlsConfig};
+
+// ---------------------------------------------------------------------------------------------
+// Logging: one line per event on stderr, in PostgreSQL's words.
+
+pub struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let msg = r.args().to_string();
+        if msg.starts_with("FATAL:") {
+            eprintln!("{msg}");
+        } else {
+            eprintln!("LOG:  {msg}");
+        }
+    }
+    fn flush(&self) {}
+}
+
+pub static LOGGER: StderrLog = StderrLog;
+
+// ---------------------------------------------------------------------------------------------
+// pg_hba.conf subset.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnType {
+    Host,
+    HostSsl,
+    HostNoSsl,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Trust,
+    Reject,
+    Password,
+    Cert,
+}
+
+#[derive(Clone, Debug)]
+pub struct HbaLine {
+    pub conn: ConnType,
+    pub databases: Vec<String>,
+    pub users: Vec<String>,
+    pub address: Option<(IpAddr, u8)>,
+    pub method: Method,
+    pub clientcert: ClientCertMode,
+    pub clientname: ClientName,
+}
+
+pub fn parse_hba(text: &str) -> Result<Vec<HbaLine>, String> {
+    let mut lines = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = |m: &str| format!("invalid pg_hba.conf line {}: {m}: {raw}", n + 1);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 {
+            return Err(err("expected TYPE DATABASE USER ADDRESS METHOD [OPTIONS]"));
+        }
+        let conn = match f[0] {
+            "host" => ConnType::Host,
+            "hostssl" => ConnType::HostSsl,
+            "hostnossl" => ConnType::HostNoSsl,
+            _ => return Err(err("unsupported connection type")),
+        };
+        let address = if f[3] == "all" {
+            None
+        } else {
+            let (ip, bits) = f[3]
+                .split_once('/')
+                .ok_or_else(|| err("address must be all or a CIDR"))?;
+            let ip: IpAddr = ip.parse().map_err(|_| err("invalid IP address"))?;
+            let bits: u8 = bits.parse().map_err(|_| err("invalid CIDR mask"))?;
+            Some((ip, bits))
+        };
+        let method = match f[4] {
+            "trust" => Method::Trust,
+            "reject" => Method::Reject,
+            "password" => Method::Password,
+            "cert" => Method::Cert,
+            _ => return Err(err("unsupported authentication method")),
+        };
+        let mut clientcert = ClientCertMode::Off;
+        let mut clientname = ClientName::Cn;
+        for opt in &f[5..] {
+            match opt.split_once('=') {
+                Some(("clientcert", "verify-ca")) => clientcert = ClientCertMode::VerifyCa,
+                Some(("clientcert", "verify-full")) => clientcert = ClientCertMode::VerifyFull,
+                Some(("clientname", "CN")) => clientname = ClientName::Cn,
+                Some(("clientname", "DN")) => clientname = ClientName::Dn,
+                _ => return Err(err("unsupported option")),
+            }
+        }
+        let list = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
+        lines.push(HbaLine {
+            conn,
+            databases: list(f[1]),
+            users: list(f[2]),
+            address,
+            method,
+            clientcert,
+            clientname,
+        });
+    }
+    Ok(lines)
+}
+
+pub fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits.min(32))
+            };
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits.min(128))
+            };
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
+}
+
+pub fn hba_match<'a>(
+    hba: &'a [HbaLine],
+    tls: bool,
+    db: &str,
+    user: &str,
+    ip: IpAddr,
+) -> Option<&'a HbaLine> {
+    hba.iter().find(|l| {
+        let conn_ok = match l.conn {
+            ConnType::Host => true,
+            ConnType::HostSsl => tls,
+            ConnType::HostNoSsl => !tls,
+        };
+        let any = |v: &[String], x: &str| v.iter().any(|e| e == "all" || e == x);
+        conn_ok
+            && any(&l.databases, db)
+            && any(&l.users, user)
+            && l.address.is_none_or(|(net, bits)| in_cidr(ip, net, bits))
+    })
+}
+
+pub fn tls_config(
+    settings: &[(String, String)],
+    generated: &Option<(PathBuf, PathBuf)>,
+) -> Result<ServerTlsConfig, String> {
+    let mut c = ServerTlsConfig::new().ssl(true);
+    if let Some((crt, key)) = generated {
+        c = c.cert_file(crt).key_file(key);
+    }
+    for (n, v) in settings {
+        c.set(n, v).map_err(|e| e.to_string())?;
+    }
+    Ok(c)
+}
+
+/// An ECDSA P-256 certificate for localhost, written to a private temporary directory.
+pub fn generate_certificate() -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509, X509NameBuilder};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, "localhost")?;
+    let name = name.build();
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let serial = BigNum::from_u32(std::process::id())?.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    let not_before = Asn1Time::days_from_now(0)?;
+    let not_after = Asn1Time::days_from_now(365)?;
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    let san = SubjectAlternativeName::new()
+        .dns("localhost")
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))?;
+    b.append_extension(san)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    let cert = b.build();
+    let dir = std::env::temp_dir().join(format!("pgssl-example-server-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&dir)?;
+    let crt = dir.join("server.crt");
+    let keyf = dir.join("server.key");
+    std::fs::write(&crt, cert.to_pem()?)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&keyf)?
+        .write_all(&key.private_key_to_pem_pkcs8()?)?;
+    Ok((crt, keyf))
+}
