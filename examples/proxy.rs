@@ -24,7 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use frontend::{HbaLine, LOGGER, Method, generate_certificate, hba_match, parse_hba, tls_config};
+use frontend::{
+    HbaLine, LOGGER, Method, generate_certificate, hba_match, parse_hba,
+    take_authentication_timeout, tls_config,
+};
 use pgssl::io::blocking::{
     Accepted, AuthFailure, ConnectError, Connected, PgStream, accept_with_deadline,
     connect_with_startup, send_cancel,
@@ -37,6 +40,7 @@ use pgssl::tls::{
 use pgssl::wire::ErrorResponse;
 
 struct Shared {
+    authentication_timeout: Duration,
     tls: Option<ReloadableServerTls>,
     hba: Vec<HbaLine>,
     upstream: ClientTlsConfig,
@@ -153,14 +157,18 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
     );
     let tls = shared.tls.as_ref().map(|t| t.current());
     let policy = ServerPolicy::new().peer_addr(peer.ip());
-    let accepted =
-        match accept_with_deadline(sock, policy, tls.as_deref(), Some(Duration::from_secs(60))) {
-            Ok(a) => a,
-            Err(e) => {
-                log::warn!("{e}");
-                return;
-            }
-        };
+    let accepted = match accept_with_deadline(
+        sock,
+        policy,
+        tls.as_deref(),
+        Some(shared.authentication_timeout),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("{e}");
+            return;
+        }
+    };
     match accepted {
         Accepted::Startup {
             mut stream,
@@ -310,6 +318,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let upstream = ClientTlsConfig::from_env_and_conninfo(&upstream.unwrap_or_else(|| usage()))?;
     upstream.validate()?;
+    let authentication_timeout = take_authentication_timeout(&mut settings)?;
     let hba = parse_hba(&hba_text)?;
     let ssl = settings
         .iter()
@@ -339,7 +348,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(&listen)?;
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
-    let shared = Arc::new(Shared { tls, hba, upstream });
+    let shared = Arc::new(Shared {
+        authentication_timeout,
+        tls,
+        hba,
+        upstream,
+    });
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;

@@ -16,7 +16,10 @@ mod frontend;
 #[path = "support/pgwire.rs"]
 mod pgwire;
 
-use frontend::{HbaLine, LOGGER, Method, generate_certificate, hba_match, parse_hba, tls_config};
+use frontend::{
+    HbaLine, LOGGER, Method, generate_certificate, hba_match, parse_hba,
+    take_authentication_timeout, tls_config,
+};
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -34,13 +37,11 @@ use pgssl::tls::{
 };
 use pgssl::wire::ErrorResponse;
 
-/// PostgreSQL's authentication_timeout.
-const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
-
 // ---------------------------------------------------------------------------------------------
 // The server.
 
 struct Shared {
+    authentication_timeout: Duration,
     tls: Option<ReloadableServerTls>,
     settings: Vec<(String, String)>,
     generated: Option<(PathBuf, PathBuf)>,
@@ -64,14 +65,18 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
     );
     let tls = shared.tls.as_ref().map(|t| t.current());
     let policy = ServerPolicy::new().peer_addr(peer.ip());
-    let accepted =
-        match accept_with_deadline(sock, policy, tls.as_deref(), Some(AUTHENTICATION_TIMEOUT)) {
-            Ok(a) => a,
-            Err(e) => {
-                log::warn!("{e}");
-                return;
-            }
-        };
+    let accepted = match accept_with_deadline(
+        sock,
+        policy,
+        tls.as_deref(),
+        Some(shared.authentication_timeout),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("{e}");
+            return;
+        }
+    };
     match accepted {
         Accepted::Startup {
             mut stream,
@@ -348,6 +353,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => usage(),
         }
     }
+    let authentication_timeout = take_authentication_timeout(&mut settings)?;
     let hba = parse_hba(&hba_text)?;
     let ssl = settings
         .iter()
@@ -379,6 +385,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let shared = Arc::new(Shared {
+        authentication_timeout,
         tls,
         settings,
         generated,

@@ -17,11 +17,16 @@ command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
+python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
 if ((${#need_pkgs[@]})); then
     echo "installing: ${need_pkgs[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
 fi
+
+# Python peers: psycopg (with its bundled libpq 18, which speaks direct SSL).
+python3 -c 'import psycopg' 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'psycopg[binary]'
 
 cargo test --all-features --all-targets
 # Doc tests (the README's and the crate docs' examples are compiled).

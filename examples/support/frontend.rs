@@ -231,3 +231,34 @@ pub fn generate_certificate() -> Result<(PathBuf, PathBuf), Box<dyn std::error::
         .write_all(&key.private_key_to_pem_pkcs8()?)?;
     Ok((crt, keyf))
 }
+
+/// Removes `authentication_timeout` from the `-c` settings and returns it (PostgreSQL's default
+/// 60 s; a number of seconds, or with `s` or `min`; 1 s to 10 min).
+pub fn take_authentication_timeout(
+    settings: &mut Vec<(String, String)>,
+) -> Result<std::time::Duration, String> {
+    let mut secs = 60u64;
+    for (_, v) in settings
+        .iter()
+        .filter(|(k, _)| k == "authentication_timeout")
+    {
+        let (num, mult) = if let Some(n) = v.strip_suffix("min") {
+            (n, 60)
+        } else if let Some(n) = v.strip_suffix('s') {
+            (n, 1)
+        } else {
+            (v.as_str(), 1)
+        };
+        let n: u64 = num.trim().parse().map_err(|_| {
+            format!("invalid value for parameter \"authentication_timeout\": \"{v}\"")
+        })?;
+        secs = n * mult;
+        if !(1..=600).contains(&secs) {
+            return Err(format!(
+                "{secs} s is outside the valid range for parameter \"authentication_timeout\" (1 s .. 600 s)"
+            ));
+        }
+    }
+    settings.retain(|(k, _)| k != "authentication_timeout");
+    Ok(std::time::Duration::from_secs(secs))
+}
