@@ -584,12 +584,17 @@ fn run_plan<T>(
             }
             ClientOutput::Ready(_) => {
                 let c = conn.as_mut().expect("connected");
-                c.write_all(first_packet)?;
-                c.flush()?;
-                let msg = if expect_reply {
-                    read_message(c)?
-                } else {
-                    vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0]
+                let sent = c.write_all(first_packet).and_then(|()| c.flush());
+                let msg = match (sent, expect_reply) {
+                    (Ok(()), true) => read_message(c),
+                    (Ok(()), false) => Ok(vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0]),
+                    // Like libpq, read on after a failed write: the reason is usually a TLS
+                    // alert waiting to be read (a refused client certificate).
+                    (Err(e), _) => read_message(c).and(Err(e)),
+                };
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => return Err(tls_io_error(e, c.ssl().is_some())),
                 };
                 if msg[0] == b'E' {
                     match crate::wire::ErrorResponse::decode(&msg) {
@@ -643,6 +648,33 @@ fn run_plan<T>(
             }
             ClientOutput::Finished => unreachable!("failures end the loop"),
         }
+    }
+}
+
+/// An I/O error on a TLS stream in libpq's form: "SSL error: <OpenSSL's reason>" (a refused
+/// client certificate arrives as an alert after the handshake), "SSL SYSCALL error: …".
+fn tls_io_error(e: io::Error, tls: bool) -> ConnectError {
+    if !tls {
+        return e.into();
+    }
+    let ssl = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>());
+    match ssl.and_then(|s| s.ssl_error()) {
+        Some(stack) if !stack.errors().is_empty() => crate::tls::ClientTlsError::Handshake {
+            reason: crate::tls::openssl_reason(stack),
+            hint: None,
+        }
+        .into(),
+        _ => match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                crate::tls::ClientTlsError::Syscall("EOF detected".to_owned()).into()
+            }
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+                crate::tls::ClientTlsError::Syscall(crate::tls::io_reason(&e)).into()
+            }
+            _ => e.into(),
+        },
     }
 }
 

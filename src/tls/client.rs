@@ -106,14 +106,6 @@ pub enum ClientTlsError {
         /// Why.
         reason: String,
     },
-    /// The key does not belong to the certificate.
-    #[error("certificate does not match private key file \"{}\": {reason}", path.display())]
-    KeyMismatch {
-        /// The key file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
     /// A protocol bound OpenSSL refused.
     #[error("could not set {which} SSL protocol version: {reason}")]
     ProtocolVersion {
@@ -413,29 +405,45 @@ fn load_roots(
                 path: f.clone(),
                 reason: reason(&e),
             })?;
-            // CRLs: given, or the default root.crl; any failure is silently ignored.
-            let crl = config.sslcrl.clone().or_else(|| {
+            // CRLs, with libpq's X509_STORE_load_locations semantics: the file (given, or the
+            // default root.crl when neither option is set) is loaded first, and if it cannot be
+            // loaded nothing is checked, the directory included; a directory is taken as given,
+            // so one that does not exist still turns checking on and every chain then fails
+            // for want of a CRL (fail closed).
+            let file = config.sslcrl.clone().or_else(|| {
                 if config.sslcrldir.is_none() {
                     config.default_file("root.crl")
                 } else {
                     None
                 }
             });
-            let mut loaded = false;
             let store = b.cert_store_mut();
-            if let Some(crl) = crl.filter(|c| c.is_file()) {
-                if let Ok(l) = store.add_lookup(X509Lookup::file()) {
-                    loaded |= l
-                        .load_crl_file(&crl, openssl::ssl::SslFiletype::PEM)
-                        .is_ok();
+            let file_ok = match &file {
+                Some(f) => {
+                    let loaded = f.is_file()
+                        && store
+                            .add_lookup(X509Lookup::file())
+                            .map(|l| l.load_crl_file(f, openssl::ssl::SslFiletype::PEM).is_ok())
+                            .unwrap_or(false);
+                    if !loaded && config.sslcrl.is_some() {
+                        log::warn!(
+                            "could not load SSL certificate revocation list file \"{}\"; as in libpq, no revocation list is checked",
+                            f.display()
+                        );
+                    }
+                    loaded
+                }
+                None => true,
+            };
+            let mut dir_ok = false;
+            if file_ok {
+                if let Some(d) = config.sslcrldir.as_ref().and_then(|d| d.to_str()) {
+                    if let Ok(l) = store.add_lookup(X509Lookup::hash_dir()) {
+                        dir_ok = l.add_dir(d, openssl::ssl::SslFiletype::PEM).is_ok();
+                    }
                 }
             }
-            if let Some(dir) = config.sslcrldir.as_ref().filter(|d| d.is_dir()) {
-                if let (Ok(l), Some(d)) = (store.add_lookup(X509Lookup::hash_dir()), dir.to_str()) {
-                    loaded |= l.add_dir(d, openssl::ssl::SslFiletype::PEM).is_ok();
-                }
-            }
-            if loaded {
+            if file_ok && (file.is_some() || dir_ok) {
                 store
                     .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
                     .map_err(ossl("could not enable revocation checks"))?;
@@ -517,16 +525,15 @@ fn load_client_cert(
         }
     }
     let pkey = read_key(&key, config.sslpassword.as_deref())?;
-    b.set_private_key(&pkey)
-        .map_err(|e| ClientTlsError::KeyMismatch {
-            path: key.clone(),
-            reason: reason(&e),
-        })?;
-    b.check_private_key()
-        .map_err(|e| ClientTlsError::KeyMismatch {
-            path: key.clone(),
-            reason: reason(&e),
-        })?;
+    // Setting the key already compares it with the certificate; with OpenSSL 3 libpq meets a
+    // mismatch there and reports it as the key file's error ("could not load private key file
+    // \"%s\": key values mismatch"), so pgssl does too, whichever call notices it.
+    let load_error = |e: openssl::error::ErrorStack| ClientTlsError::KeyLoad {
+        path: key.clone(),
+        reason: reason(&e),
+    };
+    b.set_private_key(&pkey).map_err(load_error)?;
+    b.check_private_key().map_err(load_error)?;
     Ok(())
 }
 
