@@ -83,3 +83,62 @@ fn a_prompt_client_is_not_affected() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn stuffed_bytes_after_ssl_request_are_refused_over_tcp() {
+    use pgssl::io::blocking::accept;
+    use std::io::Read;
+    for tls_on in [false, true] {
+        let (server, mut client) = pair();
+        let mut b = bytes::BytesMut::new();
+        b.extend_from_slice(&pgssl::wire::SSL_REQUEST);
+        pgssl::wire::encode_startup_message(
+            &mut b,
+            pgssl::wire::ProtocolVersion::V3_0,
+            [("user", "u")],
+        );
+        client.write_all(&b).unwrap(); // one write: the bytes arrive together
+        std::thread::sleep(Duration::from_millis(50));
+        let d = tempfile::tempdir().unwrap();
+        let tls = if tls_on {
+            let key = d.path().join("k.key");
+            std::fs::copy(
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/certs/server-localhost.key"
+                ),
+                &key,
+            )
+            .unwrap();
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            Some(
+                pgssl::tls::ServerTlsConfig::new()
+                    .cert_file(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/tests/certs/server-localhost.crt"
+                    ))
+                    .key_file(&key)
+                    .build()
+                    .unwrap(),
+            )
+        } else {
+            None
+        };
+        match accept(server, ServerPolicy::new(), tls.as_ref()).unwrap() {
+            Accepted::Refused(r) => assert_eq!(
+                r.error().to_string(),
+                "received unencrypted data after SSL request",
+                "tls {tls_on}"
+            ),
+            other => panic!("tls {tls_on}: {other:?}"),
+        }
+        // The client gets the FATAL, and no 'S' or 'N' before it.
+        let mut reply = Vec::new();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = client.read_to_end(&mut reply);
+        assert_eq!(reply.first(), Some(&b'E'), "tls {tls_on}: {reply:?}");
+    }
+}

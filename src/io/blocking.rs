@@ -73,11 +73,28 @@ impl<S: Write> Write for Replay<S> {
 pub trait ReadTimeout {
     /// Sets the timeout of every later read (None: block).
     fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()>;
+
+    /// Whether bytes have already arrived that a read would return at once (checked without
+    /// consuming them). [`accept`] uses it to see bytes stuffed after an SSLRequest even when
+    /// it reads exactly one packet, as PostgreSQL sees them in its receive buffer. The default
+    /// says no.
+    fn has_pending_input(&self) -> bool {
+        false
+    }
 }
 
 impl ReadTimeout for std::net::TcpStream {
     fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
         std::net::TcpStream::set_read_timeout(self, t)
+    }
+
+    fn has_pending_input(&self) -> bool {
+        if self.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let r = self.peek(&mut [0u8; 1]);
+        let _ = self.set_nonblocking(false);
+        matches!(r, Ok(n) if n > 0)
     }
 }
 
@@ -141,6 +158,16 @@ impl<S: Read + ReadTimeout> Read for Deadline<S> {
             }
             _ => e,
         })
+    }
+}
+
+impl<S: ReadTimeout> ReadTimeout for Deadline<S> {
+    fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(t)
+    }
+
+    fn has_pending_input(&self) -> bool {
+        self.inner.has_pending_input()
     }
 }
 
@@ -254,7 +281,7 @@ pub enum Accepted<S> {
 /// I/O errors are returned as they are; a peer that goes away mid-negotiation is a
 /// [`Accepted::Refused`] with [`crate::ServerError::ClosedByClient`] or
 /// [`crate::ServerError::IncompletePacket`], as PostgreSQL treats it.
-pub fn accept<S: Read + Write>(
+pub fn accept<S: Read + Write + ReadTimeout>(
     stream: S,
     policy: ServerPolicy,
     tls: Option<&ServerTls>,
@@ -274,11 +301,19 @@ pub fn accept<S: Read + Write>(
             }
             ServerOutput::NeedInput { max } => {
                 let c = conn.as_mut().expect("stream present");
-                let n = match c.read(&mut buf[..max]) {
+                let mut n = match c.read(&mut buf[..max]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
                     Err(e) => return Err(e),
                 };
+                // Exact reads never over-read; but bytes that have already arrived behind the
+                // packet (stuffed after an SSLRequest, say) are taken with it, so that the
+                // negotiator sees them as PostgreSQL sees its receive buffer.
+                if let PgStream::Plain(raw) = &*c {
+                    if n == max && raw.has_pending_input() {
+                        n += c.read(&mut buf[n..]).unwrap_or(0);
+                    }
+                }
                 if n == 0 {
                     neg.handle_eof();
                 } else {

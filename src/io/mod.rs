@@ -1,3 +1,5 @@
 //! Adapters that drive the sans-IO core and the OpenSSL layer over real streams.
 
 pub mod blocking;
+#[cfg(all(feature = "tokio", feature = "openssl"))]
+pub mod tokio;

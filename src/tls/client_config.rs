@@ -163,7 +163,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
 /// Unset file parameters fall back to libpq's defaults under `~/.postgresql/` (`root.crt`,
 /// `postgresql.crt`, `postgresql.key`, `root.crl`); a default file that does not exist means
 /// no root certificate (no verification unless required), no client certificate, no CRL.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ClientTlsConfig {
     /// `host` (the name used for SNI and verify-full; only the first of a list is used).
     pub host: String,
@@ -213,6 +213,40 @@ pub struct ClientTlsConfig {
     pub home: Option<PathBuf>,
     /// Other libpq keywords, kept as given.
     pub other: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ClientTlsConfig {
+    /// Prints every parameter but the secrets (`password`, `sslpassword`), which show as
+    /// `<set>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| if s.is_some() { "<set>" } else { "" };
+        f.debug_struct("ClientTlsConfig")
+            .field("host", &self.host)
+            .field("hostaddr", &self.hostaddr)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .field("password", &secret(&self.password))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("application_name", &self.application_name)
+            .field("channel_binding", &self.channel_binding)
+            .field("sslmode", &self.sslmode)
+            .field("sslnegotiation", &self.sslnegotiation)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("sslpassword", &secret(&self.sslpassword))
+            .field("sslcrl", &self.sslcrl)
+            .field("sslcrldir", &self.sslcrldir)
+            .field("sslsni", &self.sslsni)
+            .field("sslcertmode", &self.sslcertmode)
+            .field("ssl_min_protocol_version", &self.ssl_min_protocol_version)
+            .field("ssl_max_protocol_version", &self.ssl_max_protocol_version)
+            .field("sslkeylogfile", &self.sslkeylogfile)
+            .field("home", &self.home)
+            .field("other", &self.other)
+            .finish()
+    }
 }
 
 impl ClientTlsConfig {
@@ -417,6 +451,14 @@ impl ClientTlsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = ClientTlsConfig::from_conninfo("password=hunter2 sslpassword=topsecret").unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2") && !d.contains("topsecret"), "{d}");
+        assert!(d.contains("<set>"));
+    }
 
     #[test]
     fn defaults() {

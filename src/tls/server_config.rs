@@ -61,7 +61,15 @@ impl fmt::Debug for ServerTlsConfig {
             .field("ssl_min_protocol_version", &self.min_protocol)
             .field("ssl_max_protocol_version", &self.max_protocol)
             .field("ssl_dh_params_file", &self.dh_params_file)
-            .field("ssl_passphrase_command", &self.passphrase_command)
+            // The command may carry the passphrase itself: never print it.
+            .field(
+                "ssl_passphrase_command",
+                &if self.passphrase_command.is_empty() {
+                    ""
+                } else {
+                    "<set>"
+                },
+            )
             .field(
                 "ssl_passphrase_command_supports_reload",
                 &self.passphrase_command_supports_reload,
