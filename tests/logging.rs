@@ -145,3 +145,16 @@ fn silent_close_is_not_logged_as_a_problem() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn direct_ssl_without_tls_is_one_log_line() {
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new());
+        feed(&mut s, CLIENT_HELLO);
+    });
+    let rejected: Vec<_> = lines
+        .iter()
+        .filter(|(_, t)| t.contains("direct SSL connection rejected"))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{lines:?}");
+}

@@ -377,8 +377,9 @@ impl ServerNegotiator {
         if self.policy.direct_ssl_available() {
             self.state = State::AwaitTls { direct: true };
         } else {
+            // The event line is PostgreSQL's only log line for this case.
             self.event(NegotiationEvent::DirectSslRejected);
-            self.refuse(ServerError::DirectSslUnavailable);
+            self.finish_refusal(ServerError::DirectSslUnavailable, false);
         }
     }
 
