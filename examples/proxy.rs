@@ -249,6 +249,13 @@ fn session_main(
     let (mut up, ()) = match result {
         Ok(c) => c,
         Err(ConnectError::Io(e)) if e.to_string() == "upstream refused" => return Ok(()),
+        // The upstream refused before authentication: pass its FATAL on as it is.
+        Err(ConnectError::Negotiation(pgssl::ClientError::Server { response })) => {
+            log::warn!("FATAL:  {}", response.message);
+            let _ = client.write_all(&response.to_bytes());
+            let _ = client.flush();
+            return Ok(());
+        }
         Err(e) => {
             fatal(
                 client,
@@ -294,7 +301,15 @@ fn usage() -> ! {
     std::process::exit(2);
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("FATAL:  {e}");
+        frontend::remove_generated();
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
@@ -337,10 +352,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tls = if ssl {
         match ReloadableServerTls::new(&tls_config(&settings, &generated)?) {
             Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("FATAL:  {e}");
-                std::process::exit(1);
-            }
+            Err(e) => return Err(e.into()),
         }
     } else {
         None
@@ -354,11 +366,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         hba,
         upstream,
     });
+    let hup = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     log::info!(
-        "listening on IPv4 address \"{}\", port {}",
+        "listening on {} address \"{}\", port {}",
+        if addr.is_ipv6() { "IPv6" } else { "IPv4" },
         addr.ip(),
         addr.port()
     );
@@ -370,6 +385,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     while !stop.load(Ordering::SeqCst) {
+        if hup.swap(false, Ordering::SeqCst) {
+            log::info!("received SIGHUP, reloading configuration files");
+            if let Some(t) = &shared.tls {
+                match tls_config(&settings, &generated) {
+                    Ok(c) => {
+                        let _ = t.reload(&c);
+                    }
+                    Err(e) => log::warn!("SSL configuration was not reloaded: {e}"),
+                }
+            }
+        }
         match listener.accept() {
             Ok((sock, peer)) => {
                 sock.set_nonblocking(false)?;

@@ -326,7 +326,15 @@ fn usage() -> ! {
     std::process::exit(2);
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("FATAL:  {e}");
+        frontend::remove_generated();
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
@@ -373,10 +381,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let config = tls_config(&settings, &generated)?;
         match ReloadableServerTls::new(&config) {
             Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("FATAL:  {e}");
-                std::process::exit(1);
-            }
+            Err(e) => return Err(e.into()),
         }
     } else {
         None
@@ -402,7 +407,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
 
     log::info!(
-        "listening on IPv4 address \"{}\", port {}",
+        "listening on {} address \"{}\", port {}",
+        if addr.is_ipv6() { "IPv6" } else { "IPv4" },
         addr.ip(),
         addr.port()
     );

@@ -214,7 +214,7 @@ pub fn generate_certificate() -> Result<(PathBuf, PathBuf), Box<dyn std::error::
     b.append_extension(san)?;
     b.sign(&key, MessageDigest::sha256())?;
     let cert = b.build();
-    let dir = std::env::temp_dir().join(format!("pgssl-example-server-{}", std::process::id()));
+    let dir = generated_dir();
     std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
@@ -261,4 +261,14 @@ pub fn take_authentication_timeout(
     }
     settings.retain(|(k, _)| k != "authentication_timeout");
     Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Where the generated certificate goes (one directory per process).
+pub fn generated_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("pgssl-example-server-{}", std::process::id()))
+}
+
+/// Removes the generated certificate's directory, if any.
+pub fn remove_generated() {
+    let _ = std::fs::remove_dir_all(generated_dir());
 }

@@ -366,11 +366,21 @@ pub fn accept<S: Read + Write + ReadTimeout>(
                     leftover: pending,
                 });
             }
-            ServerOutput::Cancel(c) => return Ok(Accepted::Cancel(c)),
+            ServerOutput::Cancel(c) => {
+                // Close TLS cleanly (close_notify), as PostgreSQL does: libpq 17's encrypted
+                // cancel reads until then and reports an unexpected EOF otherwise.
+                if let Some(PgStream::Tls(s)) = conn.as_mut() {
+                    let _ = s.shutdown();
+                }
+                return Ok(Accepted::Cancel(c));
+            }
             ServerOutput::Refuse(r) => {
                 if let (Some(c), Some(bytes)) = (conn.as_mut(), r.response_bytes()) {
                     // The peer may already be gone; the refusal stands either way.
                     let _ = c.write_all(&bytes).and_then(|()| c.flush());
+                }
+                if let Some(PgStream::Tls(s)) = conn.as_mut() {
+                    let _ = s.shutdown();
                 }
                 return Ok(Accepted::Refused(r));
             }
@@ -459,7 +469,7 @@ pub fn connect_with<T>(
     authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
     let mut startup = bytes::BytesMut::new();
-    let user = config.user.clone().unwrap_or_default();
+    let user = config.effective_user();
     let mut params = vec![("user", user.as_str())];
     if let Some(db) = &config.dbname {
         params.push(("database", db));

@@ -358,11 +358,21 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
                     leftover: pending,
                 });
             }
-            ServerOutput::Cancel(c) => return Ok(Accepted::Cancel(c)),
+            ServerOutput::Cancel(c) => {
+                // Close TLS cleanly (close_notify), as PostgreSQL does: libpq 17's encrypted
+                // cancel reads until then and reports an unexpected EOF otherwise.
+                if let Some(PgStream::Tls(s)) = conn.as_mut() {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(s.as_mut()).await;
+                }
+                return Ok(Accepted::Cancel(c));
+            }
             ServerOutput::Refuse(r) => {
                 if let (Some(c), Some(bytes)) = (conn.as_mut(), r.response_bytes()) {
                     // The peer may already be gone; the refusal stands either way.
                     let _ = write_flush(c, &bytes).await;
+                }
+                if let Some(PgStream::Tls(s)) = conn.as_mut() {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(s.as_mut()).await;
                 }
                 return Ok(Accepted::Refused(r));
             }
@@ -649,7 +659,7 @@ async fn client_tls(
 /// The StartupMessage for `config`: `user`, `database` and `application_name`.
 fn startup_message(config: &ClientTlsConfig) -> bytes::BytesMut {
     let mut startup = bytes::BytesMut::new();
-    let user = config.user.clone().unwrap_or_default();
+    let user = config.effective_user();
     let mut params = vec![("user", user.as_str())];
     if let Some(db) = &config.dbname {
         params.push(("database", db));

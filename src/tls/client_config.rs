@@ -442,6 +442,25 @@ impl ClientTlsConfig {
         Ok(s.resolve()?)
     }
 
+    /// The user to connect as: `user`, else the operating system's name for the effective user
+    /// (as libpq), else `$USER`.
+    pub fn effective_user(&self) -> String {
+        if let Some(u) = &self.user {
+            return u.clone();
+        }
+        let uid = super::ffi::effective_uid().to_string();
+        std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|p| {
+                p.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
+                })
+            })
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_default()
+    }
+
     /// A default file under `~/.postgresql/`.
     pub(crate) fn default_file(&self, name: &str) -> Option<PathBuf> {
         self.home.as_ref().map(|h| h.join(".postgresql").join(name))
