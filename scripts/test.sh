@@ -17,6 +17,8 @@ command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
+# PgBouncer, as a client and as a TLS server of pgssl (tests/conformance_peers.rs).
+[ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
 python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
 if ((${#need_pkgs[@]})); then
     echo "installing: ${need_pkgs[*]}"
@@ -24,9 +26,11 @@ if ((${#need_pkgs[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
 fi
 
-# Python peers: psycopg (with its bundled libpq 18, which speaks direct SSL).
-python3 -c 'import psycopg' 2>/dev/null ||
-    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'psycopg[binary]'
+# Python peers: psycopg (with its bundled libpq 18, which speaks direct SSL), asyncpg (its own
+# protocol code, direct TLS included) and pg8000.
+python3 -c 'import psycopg, asyncpg, pg8000' 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+        'psycopg[binary]' asyncpg pg8000
 
 cargo test --all-features --all-targets
 # Doc tests (the README's and the crate docs' examples are compiled).

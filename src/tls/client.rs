@@ -304,8 +304,8 @@ impl ClientTls {
                 let hint = version_problem.then(|| {
                     format!(
                         "This may indicate that the server does not support any SSL protocol version between {} and {}.",
-                        self.min.map_or("any", TlsVersion::as_str),
-                        self.max.map_or("any", TlsVersion::as_str)
+                        self.min.map_or("TLSv1", TlsVersion::as_str),
+                        self.max.map_or("TLSv1.3", TlsVersion::as_str)
                     )
                 });
                 ClientTlsError::Handshake { reason: r, hint }
