@@ -37,6 +37,17 @@
 //! Cases that fail because pgssl differs from libpq where it should not (src/ bugs, left
 //! failing on purpose) are commented "src/ bug" below.
 //!
+//! Every case (the SNI and tls-server-end-point ones too) is also published as one JSON line in
+//! `target/conformance/certs-client.jsonl` (truncated once per run of this binary): suite
+//! ("certificates, client side"), case (its name without the `[001: …]` part), counterpart
+//! (that 001_ssltests.pl test name, or ""), postgresql (psql's outcome: libpq 15 against
+//! PostgreSQL 15), pgssl (pgssl's outcome, with the number of connections it made), match (the
+//! same outcome, in the same words), difference (null, or the reason of the accepted difference:
+//! a `Case::libpq15` declaration, a note `agree` prints, or one of the differences listed above
+//! that `agree` tolerates silently: the hint line, every attempt's error after a fallback).
+//! Temporary paths are written `{certs}`, `{keys}` and `{home}`, and libpq's "connection to
+//! server at … failed:" prefixes are dropped.
+//!
 //! Needs the PostgreSQL 15 server (`apt-get install postgresql`), psql and the openssl CLI;
 //! scripts/test.sh installs them.
 
@@ -47,9 +58,11 @@ mod tls_support;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 
 use pg::{PgConfig, Postgres};
 use pgssl::io::blocking::connect;
@@ -224,6 +237,130 @@ fn agree(pgssl: &Outcome, psql: &Outcome) -> Result<Option<String>, String> {
         }
         _ => Err("one connected, the other did not (or ssl differs)".to_owned()),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Published results
+
+/// One case's result, appended to target/conformance/certs-client.jsonl.
+struct Published<'a> {
+    case: &'a str,
+    counterpart: &'a str,
+    postgresql: String,
+    pgssl: String,
+    matched: bool,
+    difference: Option<String>,
+}
+
+/// Appends `r` as one JSON line; the file is truncated the first time in this test binary.
+fn publish(r: Published<'_>) {
+    static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/conformance");
+        std::fs::create_dir_all(&dir).expect("target/conformance created");
+        Mutex::new(
+            std::fs::File::create(dir.join("certs-client.jsonl")).expect("certs-client.jsonl"),
+        )
+    });
+    let line = format!(
+        "{{\"suite\":{},\"case\":{},\"counterpart\":{},\"postgresql\":{},\"pgssl\":{},\"match\":{},\"difference\":{}}}\n",
+        json("certificates, client side"),
+        json(r.case),
+        json(r.counterpart),
+        json(&r.postgresql),
+        json(&r.pgssl),
+        r.matched,
+        r.difference.as_deref().map_or("null".to_owned(), json)
+    );
+    file.lock()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .expect("a line of certs-client.jsonl written");
+}
+
+/// A JSON string.
+fn json(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A case name split into (name without its `[001: …]` part, that 001_ssltests.pl test name).
+fn split_counterpart(name: &str) -> (String, &str) {
+    let Some(start) = name.find("[001: ") else {
+        return (name.to_owned(), "");
+    };
+    let inner = &name[start + "[001: ".len()..];
+    let Some(end) = inner.find(']') else {
+        return (name.to_owned(), "");
+    };
+    let rest = &inner[end + 1..];
+    let case = format!("{}{rest}", &name[..start]);
+    (
+        case.split_whitespace().collect::<Vec<_>>().join(" "),
+        &inner[..end],
+    )
+}
+
+/// Why two published outcomes that `agree` accepts are not the same text, if they are not
+/// (pgssl's connection count, which psql does not report, aside).
+fn tolerated_difference(pgssl: &str, psql: &str) -> Option<&'static str> {
+    let pgssl = match pgssl.rfind(" (") {
+        Some(i) if pgssl.ends_with(" connection(s))") => &pgssl[..i],
+        _ => pgssl,
+    };
+    if pgssl == psql {
+        None
+    } else if psql.contains("Either provide the file or change sslmode")
+        && pgssl.contains("with sslrootcert=system")
+    {
+        Some(
+            "hint line: libpq 15 says \"Either provide the file or change sslmode to disable server certificate verification.\"; pgssl (as libpq 16+) \"Either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.\" Only first lines are compared",
+        )
+    } else if psql.lines().count() > pgssl.lines().count() {
+        Some(
+            "after a fallback libpq prints every attempt's error and pgssl only the last one's, which psql's output contains",
+        )
+    } else {
+        Some("psql's output contains pgssl's first line; the rest differs")
+    }
+}
+
+/// An outcome as published: temporary paths replaced by `{certs}`, `{keys}`, `{home}`, libpq's
+/// "psql: error: " and per-attempt "connection to server at … failed: " prefixes dropped.
+fn published_outcome(o: &Outcome, paths: &[(&Path, &str)]) -> String {
+    let text = match o {
+        Outcome::Connected { .. } => o.to_string(),
+        Outcome::Failed(e) => {
+            let mut e = e.trim().to_owned();
+            if let Some(rest) = e.strip_prefix("psql: error: ") {
+                e = rest.to_owned();
+            }
+            while let Some(i) = e.find("connection to server at ") {
+                match e[i..].find(" failed: ") {
+                    Some(j) => e.replace_range(i..i + j + " failed: ".len(), ""),
+                    None => break,
+                }
+            }
+            format!("failed: {}", e.trim())
+        }
+    };
+    paths
+        .iter()
+        .chain([(certs().as_path(), "{certs}")].iter())
+        .fold(text, |t, (p, name)| t.replace(p.to_str().unwrap(), name))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,16 +546,46 @@ fn run_case(
             c.name
         );
     }
+    let mut agreed = None;
     let note = match c.libpq15 {
         Some((_, why)) => Some(why.to_owned()),
         None => match agree(&pgssl, &psql) {
-            Ok(n) => n,
+            Ok(n) => {
+                agreed = Some(n.clone());
+                n
+            }
             Err(e) => {
                 problems.push(e);
                 None
             }
         },
     };
+    // Published: a declared libpq 15 difference, `agree`'s note or a text difference `agree`
+    // tolerates is a difference with its reason; the same outcome is a match; anything else
+    // (a problem below) is neither.
+    let (case_name, counterpart) = split_counterpart(&c.name);
+    let paths = [(keys, "{keys}"), (home.path(), "{home}")];
+    let (postgresql, pgssl_text) = (
+        published_outcome(&psql, &paths),
+        published_outcome(&pgssl, &paths),
+    );
+    let (matched, difference) = match (c.libpq15, agreed) {
+        (Some((_, why)), _) => (false, Some(why.to_owned())),
+        (None, Some(Some(n))) => (false, Some(n)),
+        (None, Some(None)) => match tolerated_difference(&pgssl_text, &postgresql) {
+            Some(why) => (false, Some(why.to_owned())),
+            None => (true, None),
+        },
+        (None, None) => (false, None),
+    };
+    publish(Published {
+        case: &case_name,
+        counterpart,
+        postgresql,
+        pgssl: pgssl_text,
+        matched,
+        difference,
+    });
     if problems.is_empty() {
         Ok(note.map(|n| format!("{}: {n}", c.name)))
     } else {
@@ -1469,6 +1636,26 @@ fn sni_seen_by_a_pgssl_server() {
             o => Err(format!("psql: {o}")),
         };
         let want = Ok(expected.map(str::to_owned));
+        let sni_text = |r: &Result<Option<String>, String>| match r {
+            Ok(Some(sni)) => format!("SNI sent: {sni}"),
+            Ok(None) => "no SNI sent".to_owned(),
+            Err(e) => format!("failed: {e}"),
+        };
+        publish(Published {
+            case: &format!(
+                "SNI seen by a pgssl server: {name}{}",
+                if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({extra})")
+                }
+            ),
+            counterpart: "",
+            postgresql: sni_text(&psql),
+            pgssl: sni_text(&pgssl),
+            matched: pgssl.is_ok() && pgssl == psql,
+            difference: None,
+        });
         if pgssl != want || psql != want {
             failures.push(format!(
                 "case {name:?} ({conninfo}): expected SNI {expected:?}\n  pgssl: {pgssl:?}\n  psql (libpq 15): {psql:?}"
@@ -1541,7 +1728,23 @@ fn tls_server_end_point() {
             Err(e) => Err(format!("connect failed: {e}")),
         };
         let psql = psql_outcome(&conninfo, home.path());
-        if got.as_deref() != Ok(&expected[..]) || !meets(Expect::Ssl, &psql) {
+        let ok = got.as_deref() == Ok(&expected[..]) && meets(Expect::Ssl, &psql);
+        publish(Published {
+            case: &format!("tls-server-end-point of {name} ({digest})"),
+            counterpart: "",
+            postgresql: format!(
+                "{}; openssl CLI {digest} of the certificate: {}",
+                published_outcome(&psql, &[(home.path(), "{home}")]),
+                hex(&expected)
+            ),
+            pgssl: match &got {
+                Ok(g) => format!("peer_end_point: {}", hex(g)),
+                Err(e) => format!("failed: {e}"),
+            },
+            matched: ok,
+            difference: None,
+        });
+        if !ok {
             failures.push(format!(
                 "{name} ({digest}): openssl CLI {}, pgssl peer_end_point {:?}, psql: {psql}",
                 hex(&expected),
