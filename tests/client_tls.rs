@@ -863,14 +863,14 @@ fn hostname_verify_full() {
             Expect::Ssl,
         ),
         case(
-            "server-cn-only: host=wronghost.test [001: mismatch between host name and server certificate sslmode=require]",
+            "server-cn-only: host=wronghost.test, sslmode=require [001: mismatch between host name and server certificate sslmode=require]",
             "sslmode=require sslrootcert={certs}/root_ca.crt",
             Expect::Ssl,
         )
         .server("server-cn-only")
         .host("wronghost.test"),
         case(
-            "server-cn-only: host=wronghost.test [001: mismatch between host name and server certificate sslmode=verify-ca]",
+            "server-cn-only: host=wronghost.test, sslmode=verify-ca [001: mismatch between host name and server certificate sslmode=verify-ca]",
             "sslmode=verify-ca sslrootcert={certs}/root_ca.crt",
             Expect::Ssl,
         )
@@ -971,7 +971,7 @@ fn hostname_verify_full() {
         ),
         // server-no-names
         case(
-            "server-no-names: host=common-name.pg-ssltest.test [001: server certificate without CN or SANs sslmode=verify-ca]",
+            "server-no-names: host=common-name.pg-ssltest.test, sslmode=verify-ca [001: server certificate without CN or SANs sslmode=verify-ca]",
             "sslmode=verify-ca sslrootcert={certs}/root+server_ca.crt",
             Expect::Ssl,
         )
