@@ -142,3 +142,34 @@ fn stuffed_bytes_after_ssl_request_are_refused_over_tcp() {
         assert_eq!(reply.first(), Some(&b'E'), "tls {tls_on}: {reply:?}");
     }
 }
+
+#[path = "support/tls.rs"]
+mod tls_support;
+
+#[test]
+fn the_client_always_offers_alpn_postgresql() {
+    use tls_support::{Seen, TestServer, cert, localhost_config};
+    let d = tempfile::tempdir().unwrap();
+    let srv = TestServer::with(
+        ServerPolicy::new(),
+        localhost_config(d.path()).build().unwrap(),
+    );
+    for negotiation in ["postgres", "direct"] {
+        let conninfo = format!(
+            "host=localhost port={} user=u sslmode=require sslnegotiation={negotiation} sslrootcert={}",
+            srv.port,
+            cert("root_ca.crt").display()
+        );
+        let config = pgssl::tls::ClientTlsConfig::from_conninfo(&conninfo).unwrap();
+        // The test server answers the StartupMessage with a FATAL, which ends the connect.
+        let _ = pgssl::io::blocking::connect(&config);
+        match srv.next() {
+            Seen::Startup {
+                session: Some(s), ..
+            } => {
+                assert_eq!(s.alpn.as_deref(), Some(&b"postgresql"[..]), "{negotiation}")
+            }
+            other => panic!("{negotiation}: {other:?}"),
+        }
+    }
+}
