@@ -704,3 +704,76 @@ async fn many_concurrent_connections_on_one_runtime() {
     assert_eq!(users.len(), N);
     assert_eq!((tls, direct, plain), (26, 12, 12));
 }
+
+#[tokio::test]
+async fn send_cancel_over_tls_and_connect_with_fallback() {
+    use pgssl::io::blocking::AuthFailure;
+    use pgssl::io::tokio::{connect_with, send_cancel};
+    let dir = tempfile::tempdir().unwrap();
+    let tls = server_tls(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Three connections: the cancel, then connect_with's TLS attempt and its plaintext retry.
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (sock, _) = listener.accept().await.unwrap();
+            match accept(
+                sock,
+                ServerPolicy::new(),
+                Some(&tls),
+                Some(Duration::from_secs(20)),
+            )
+            .await
+            {
+                Ok(Accepted::Cancel(c)) => {
+                    seen.push(format!("cancel {} {:?}", c.pid(), c.channel()))
+                }
+                Ok(Accepted::Startup { mut stream, .. }) => {
+                    seen.push(format!("startup tls={}", stream.ssl().is_some()));
+                    // AuthenticationOk.
+                    stream
+                        .write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0])
+                        .await
+                        .unwrap();
+                    stream.flush().await.unwrap();
+                    let mut rest = Vec::new();
+                    let _ = stream.read_to_end(&mut rest).await;
+                }
+                other => seen.push(format!("{other:?}")),
+            }
+        }
+        seen
+    });
+    let cancel_config = client_config(port, "sslmode=require");
+    send_cancel(&cancel_config, 4242, &[1, 2, 3, 4])
+        .await
+        .unwrap();
+    // Under prefer, a server error during the host's authentication over TLS makes libpq retry
+    // in plaintext over a new connection.
+    let config = client_config(port, "sslmode=prefer");
+    let (conn, attempts) = connect_with(&config, async |c: &mut Connected| {
+        if c.session.is_some() {
+            Err(AuthFailure::Server(ErrorResponse::fatal(
+                "28000",
+                "no pg_hba.conf entry",
+            )))
+        } else {
+            Ok(c.connections)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts, 2);
+    assert!(conn.session.is_none());
+    drop(conn);
+    let seen = server.await.unwrap();
+    assert_eq!(
+        seen,
+        [
+            "cancel 4242 Tls { direct: false }",
+            "startup tls=true",
+            "startup tls=false"
+        ]
+    );
+}

@@ -49,6 +49,7 @@ use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
+use super::blocking::AuthFailure;
 use super::blocking::{ConnectError, TIMEOUT_MESSAGE, handshake_reason};
 use crate::HandshakeInfo;
 use crate::client::{ClientNegotiator, ClientOutput};
@@ -449,6 +450,52 @@ async fn within<F: Future>(limit: Option<Duration>, f: F) -> io::Result<F::Outpu
 /// with [`io::ErrorKind::TimedOut`] ("timeout expired"). A timeout needs a runtime with the
 /// time driver enabled; the client TLS context is built on tokio's blocking pool.
 pub async fn connect(config: &ClientTlsConfig) -> Result<Connected, ConnectError> {
+    let startup = startup_message(config);
+    run_plan(config, &startup, true, async |_: &mut Connected| Ok(()))
+        .await
+        .map(|(c, ())| c)
+}
+
+/// [`connect`], with the host's authentication run inside libpq's plan, as
+/// [`blocking::connect_with`](super::blocking::connect_with): returning
+/// [`AuthFailure::Server`] lets the plan fall back to the next method over a new connection.
+pub async fn connect_with<T>(
+    config: &ClientTlsConfig,
+    authenticate: impl AsyncFnMut(&mut Connected) -> Result<T, AuthFailure>,
+) -> Result<(Connected, T), ConnectError> {
+    let startup = startup_message(config);
+    run_plan(config, &startup, true, authenticate).await
+}
+
+/// [`connect_with`] sending `startup` (a whole StartupMessage, e.g. a proxy's client's).
+pub async fn connect_with_startup<T>(
+    config: &ClientTlsConfig,
+    startup: &[u8],
+    authenticate: impl AsyncFnMut(&mut Connected) -> Result<T, AuthFailure>,
+) -> Result<(Connected, T), ConnectError> {
+    run_plan(config, startup, true, authenticate).await
+}
+
+/// Sends a CancelRequest for backend `pid` with `key` over a connection negotiated as the
+/// configuration says; nothing is read back.
+pub async fn send_cancel(
+    config: &ClientTlsConfig,
+    pid: u32,
+    key: &[u8],
+) -> Result<(), ConnectError> {
+    let mut packet = bytes::BytesMut::new();
+    crate::wire::encode_cancel_request(&mut packet, pid, key);
+    run_plan(config, &packet, false, async |_: &mut Connected| Ok(()))
+        .await
+        .map(|_| ())
+}
+
+async fn run_plan<T>(
+    config: &ClientTlsConfig,
+    first_packet: &[u8],
+    expect_reply: bool,
+    mut authenticate: impl AsyncFnMut(&mut Connected) -> Result<T, AuthFailure>,
+) -> Result<(Connected, T), ConnectError> {
     let (mode, negotiation) = config.validate()?;
     let mut neg = ClientNegotiator::with_mode(mode, negotiation);
     let mut tls: Option<Arc<ClientTls>> = None;
@@ -560,9 +607,9 @@ pub async fn connect(config: &ClientTlsConfig) -> Result<Connected, ConnectError
             }
             ClientOutput::Ready(_) => {
                 let c = conn.as_mut().expect("connected");
-                let startup = startup_message(config);
                 let msg = within(timeout, async {
-                    match write_flush(c, &startup).await {
+                    match write_flush(c, first_packet).await {
+                        Ok(()) if !expect_reply => Ok(vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0]),
                         Ok(()) => read_message(c).await,
                         // Like libpq, read on after a failed write: the reason is usually a
                         // TLS alert waiting to be read (a refused client certificate).
@@ -593,19 +640,30 @@ pub async fn connect(config: &ClientTlsConfig) -> Result<Connected, ConnectError
                     None => None,
                 };
                 // AuthenticationOk straight away: libpq's sslcertmode=require check.
-                if msg[0] == b'R' && msg.len() >= 9 && msg[5..9] == [0, 0, 0, 0] {
+                if expect_reply && msg[0] == b'R' && msg.len() >= 9 && msg[5..9] == [0, 0, 0, 0] {
                     if let (Some(t), Some(ssl)) = (&tls, stream.ssl()) {
                         t.check_cert_mode(ssl)?;
                     }
                 }
-                let tls = if stream.ssl().is_some() { tls } else { None };
-                return Ok(Connected {
+                let mut connected = Connected {
+                    tls: if stream.ssl().is_some() {
+                        tls.clone()
+                    } else {
+                        None
+                    },
                     stream,
                     session,
                     first_message: msg,
                     connections: neg.connections(),
-                    tls,
-                });
+                };
+                match authenticate(&mut connected).await {
+                    Ok(t) => return Ok((connected, t)),
+                    Err(AuthFailure::Server(resp)) => {
+                        drop(connected);
+                        neg.handle_server_error(resp);
+                    }
+                    Err(AuthFailure::Abort(e)) => return Err(e),
+                }
             }
             ClientOutput::Failed(e) => {
                 return Err(match (e, last_tls_error) {
