@@ -174,9 +174,11 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
             mut stream,
             startup,
             session,
-            ..
+            leftover,
         } => {
-            if let Err(e) = session_main(&shared, &mut stream, &startup, session, peer.ip()) {
+            if let Err(e) =
+                session_main(&shared, &mut stream, leftover, &startup, session, peer.ip())
+            {
                 log::info!("connection ended: {e}");
             }
         }
@@ -191,6 +193,7 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
 fn session_main(
     shared: &Shared,
     client: &mut PgStream<pgssl::io::blocking::Deadline<TcpStream>>,
+    leftover: Vec<u8>,
     startup: &pgssl::server::Startup,
     session: Option<SessionInfo>,
     ip: IpAddr,
@@ -245,7 +248,9 @@ fn session_main(
     let mut upstream = shared.upstream.clone();
     upstream.user = Some(user.clone());
     upstream.dbname = Some(db.clone());
-    let result = connect_with_startup(&upstream, startup.packet(), |up| relay_auth(client, up));
+    let mut cio = pgwire::Prefixed::new(leftover, &mut *client);
+    let result = connect_with_startup(&upstream, startup.packet(), |up| relay_auth(&mut cio, up));
+    let pipelined = cio.rest();
     let (mut up, ()) = match result {
         Ok(c) => c,
         Err(ConnectError::Io(e)) if e.to_string() == "upstream refused" => return Ok(()),
@@ -292,6 +297,9 @@ fn session_main(
         PgStream::Tls(s) => s.get_ref().get_ref().get_ref().set_read_timeout(tick)?,
     }
     up.stream.get_ref().set_read_timeout(tick)?;
+    if !pipelined.is_empty() {
+        up.stream.write_all(&pipelined)?;
+    }
     relay(client, &mut up.stream);
     Ok(())
 }

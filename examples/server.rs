@@ -82,9 +82,10 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
             mut stream,
             startup,
             session,
-            ..
+            leftover,
         } => {
-            if let Err(e) = session_main(&shared, &mut stream, &startup, session, peer.ip()) {
+            let mut io = pgwire::Prefixed::new(leftover, &mut stream);
+            if let Err(e) = session_main(&shared, &mut io, &startup, session, peer.ip()) {
                 log::info!("could not receive data from client: {e}");
             }
         }
@@ -110,7 +111,7 @@ type Stream = PgStream<pgssl::io::blocking::Deadline<TcpStream>>;
 
 fn session_main(
     shared: &Shared,
-    stream: &mut Stream,
+    stream: &mut pgwire::Prefixed<'_, Stream>,
     startup: &pgssl::server::Startup,
     session: Option<SessionInfo>,
     ip: IpAddr,
@@ -190,7 +191,7 @@ fn session_main(
         log::info!("connection authenticated: identity=\"{user}\" method=password");
     }
     // Authentication is over: PostgreSQL's authentication_timeout no longer applies.
-    stream.clear_deadline()?;
+    stream.inner.clear_deadline()?;
     let pid = shared.next_pid.fetch_add(1, Ordering::SeqCst);
     let mut key = [0u8; 4];
     openssl::rand::rand_bytes(&mut key).map_err(io::Error::other)?;

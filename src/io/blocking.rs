@@ -370,7 +370,7 @@ pub fn accept<S: Read + Write + ReadTimeout>(
                 // Close TLS cleanly (close_notify), as PostgreSQL does: libpq 17's encrypted
                 // cancel reads until then and reports an unexpected EOF otherwise.
                 if let Some(PgStream::Tls(s)) = conn.as_mut() {
-                    let _ = s.shutdown();
+                    close_tls(s);
                 }
                 return Ok(Accepted::Cancel(c));
             }
@@ -380,11 +380,30 @@ pub fn accept<S: Read + Write + ReadTimeout>(
                     let _ = c.write_all(&bytes).and_then(|()| c.flush());
                 }
                 if let Some(PgStream::Tls(s)) = conn.as_mut() {
-                    let _ = s.shutdown();
+                    close_tls(s);
                 }
                 return Ok(Accepted::Refused(r));
             }
             ServerOutput::Finished => unreachable!("outcomes end the loop"),
+        }
+    }
+}
+
+/// Sends close_notify, then drains whatever the peer has already sent (without waiting), so
+/// that closing the socket with unread bytes does not reset the connection under the peer's
+/// last read.
+fn close_tls<S: Read + Write + ReadTimeout>(s: &mut SslStream<Replay<S>>) {
+    if s.shutdown().is_err() {
+        return;
+    }
+    let mut sink = [0u8; 1024];
+    for _ in 0..16 {
+        if !s.get_ref().get_ref().has_pending_input() {
+            break;
+        }
+        match s.get_mut().get_mut().read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
     }
 }
