@@ -487,16 +487,7 @@ pub fn connect_with<T>(
     config: &crate::tls::ClientTlsConfig,
     authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
-    let mut startup = bytes::BytesMut::new();
-    let user = config.effective_user();
-    let mut params = vec![("user", user.as_str())];
-    if let Some(db) = &config.dbname {
-        params.push(("database", db));
-    }
-    if let Some(app) = &config.application_name {
-        params.push(("application_name", app));
-    }
-    crate::wire::encode_startup_message(&mut startup, crate::wire::ProtocolVersion::V3_0, params);
+    let startup = super::common::startup_message(config);
     run_plan(config, &startup, true, authenticate)
 }
 
@@ -658,7 +649,7 @@ fn run_plan<T>(
                 };
                 let msg = match msg {
                     Ok(m) => m,
-                    Err(e) => return Err(tls_io_error(e, c.ssl().is_some())),
+                    Err(e) => return Err(super::common::tls_io_error(e, c.ssl().is_some())),
                 };
                 if msg[0] == b'E' {
                     match crate::wire::ErrorResponse::decode(&msg) {
@@ -715,56 +706,13 @@ fn run_plan<T>(
     }
 }
 
-/// An I/O error on a TLS stream in libpq's form: "SSL error: <OpenSSL's reason>" (a refused
-/// client certificate arrives as an alert after the handshake), "SSL SYSCALL error: …".
-fn tls_io_error(e: io::Error, tls: bool) -> ConnectError {
-    if !tls {
-        return e.into();
-    }
-    let ssl = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>());
-    match ssl.and_then(|s| s.ssl_error()) {
-        Some(stack) if !stack.errors().is_empty() => crate::tls::ClientTlsError::Handshake {
-            reason: crate::tls::openssl_reason(stack),
-            hint: None,
-        }
-        .into(),
-        _ => match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                crate::tls::ClientTlsError::Syscall("EOF detected".to_owned()).into()
-            }
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
-                crate::tls::ClientTlsError::Syscall(crate::tls::io_reason(&e)).into()
-            }
-            _ => e.into(),
-        },
-    }
-}
-
-/// Reads one backend message (type byte, length, body), bounded as libpq bounds messages
-/// during startup (30000 bytes).
+/// Reads the server's first reply (type byte, length, body), bounded as libpq bounds it.
 fn read_message<S: Read>(s: &mut S) -> io::Result<Vec<u8>> {
     let mut head = [0u8; 5];
-    s.read_exact(&mut head).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                crate::ClientError::ServerClosed.to_string(),
-            )
-        } else {
-            e
-        }
-    })?;
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if !(4..=30_000).contains(&len) {
-        return Err(io::Error::other(format!(
-            "expected authentication request from server, but received {}",
-            head[0] as char
-        )));
-    }
+    s.read_exact(&mut head)
+        .map_err(super::common::closed_as_libpq)?;
     let mut msg = head.to_vec();
-    msg.resize(1 + len, 0);
+    msg.resize(5 + super::common::reply_body_len(&head)?, 0);
     s.read_exact(&mut msg[5..])?;
     Ok(msg)
 }
