@@ -21,57 +21,7 @@ use support::{CLIENT_HELLO, drain_server, startup};
 
 /// Expected results. Columns: server, user, sslmode (comma list), sslnegotiation (`*` for
 /// both), events, outcome. `-` means no event (the connect is refused before connecting).
-const TABLE: &str = "
-# server        user       sslmode                         negotiation  events                                              outcome
-ssl=on          testuser   disable                         postgres     connect,authok                                      plain
-ssl=on          testuser   allow                           postgres     connect,authok                                      plain
-ssl=on          testuser   prefer,require,verify-ca,verify-full postgres connect,sslaccept,authok                           ssl
-ssl=on          testuser   disable,allow,prefer            direct       -                                                   fail
-ssl=on          testuser   require,verify-ca,verify-full   direct       connect,directsslaccept,authok                      ssl
-ssl=on          ssluser    disable                         postgres     connect,authfail                                    fail
-ssl=on          ssluser    allow                           postgres     connect,authfail,reconnect,sslaccept,authok         ssl
-ssl=on          ssluser    prefer,require,verify-ca,verify-full postgres connect,sslaccept,authok                           ssl
-ssl=on          ssluser    disable,allow,prefer            direct       -                                                   fail
-ssl=on          ssluser    require,verify-ca,verify-full   direct       connect,directsslaccept,authok                      ssl
-ssl=on          nossluser  disable,allow                   postgres     connect,authok                                      plain
-ssl=on          nossluser  prefer                          postgres     connect,sslaccept,authfail,reconnect,authok         plain
-ssl=on          nossluser  require,verify-ca,verify-full   postgres     connect,sslaccept,authfail                          fail
-ssl=on          nossluser  disable,allow,prefer            direct       -                                                   fail
-ssl=on          nossluser  require,verify-ca,verify-full   direct       connect,directsslaccept,authfail                    fail
-
-ssl=off         testuser   disable,allow                   postgres     connect,authok                                      plain
-ssl=off         testuser   prefer                          postgres     connect,sslreject,authok                            plain
-ssl=off         testuser   require,verify-ca,verify-full   postgres     connect,sslreject                                   fail
-ssl=off         testuser   disable,allow,prefer            direct       -                                                   fail
-ssl=off         testuser   require,verify-ca,verify-full   direct       connect,directsslreject                             fail
-ssl=off         ssluser    disable                         postgres     connect,authfail                                    fail
-ssl=off         ssluser    allow                           postgres     connect,authfail,reconnect,sslreject                fail
-ssl=off         ssluser    prefer                          postgres     connect,sslreject,authfail                          fail
-ssl=off         ssluser    require,verify-ca,verify-full   postgres     connect,sslreject                                   fail
-ssl=off         ssluser    disable,allow,prefer            direct       -                                                   fail
-ssl=off         ssluser    require,verify-ca,verify-full   direct       connect,directsslreject                             fail
-ssl=off         nossluser  disable,allow                   postgres     connect,authok                                      plain
-ssl=off         nossluser  prefer                          postgres     connect,sslreject,authok                            plain
-ssl=off         nossluser  require,verify-ca,verify-full   postgres     connect,sslreject                                   fail
-ssl=off         nossluser  disable,allow,prefer            direct       -                                                   fail
-ssl=off         nossluser  require,verify-ca,verify-full   direct       connect,directsslreject                             fail
-
-# A server before PostgreSQL 17: TLS on, no direct SSL.
-ssl=on,nodirect testuser   disable,allow                   postgres     connect,authok                                      plain
-ssl=on,nodirect testuser   prefer,require,verify-ca,verify-full postgres connect,sslaccept,authok                           ssl
-ssl=on,nodirect testuser   disable,allow,prefer            direct       -                                                   fail
-ssl=on,nodirect testuser   require,verify-ca,verify-full   direct       connect,directsslreject                             fail
-ssl=on,nodirect ssluser    disable                         postgres     connect,authfail                                    fail
-ssl=on,nodirect ssluser    allow                           postgres     connect,authfail,reconnect,sslaccept,authok         ssl
-ssl=on,nodirect ssluser    prefer,require,verify-ca,verify-full postgres connect,sslaccept,authok                           ssl
-ssl=on,nodirect ssluser    disable,allow,prefer            direct       -                                                   fail
-ssl=on,nodirect ssluser    require,verify-ca,verify-full   direct       connect,directsslreject                             fail
-ssl=on,nodirect nossluser  disable,allow                   postgres     connect,authok                                      plain
-ssl=on,nodirect nossluser  prefer                          postgres     connect,sslaccept,authfail,reconnect,authok         plain
-ssl=on,nodirect nossluser  require,verify-ca,verify-full   postgres     connect,sslaccept,authfail                          fail
-ssl=on,nodirect nossluser  disable,allow,prefer            direct       -                                                   fail
-ssl=on,nodirect nossluser  require,verify-ca,verify-full   direct       connect,directsslreject                             fail
-";
+const TABLE: &str = include_str!("support/libpq_encryption.table");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Rule {
