@@ -27,23 +27,24 @@
 //! guard drops. Needs psql, the PostgreSQL 15 server and its `postgres` user, psycopg and the
 //! openssl CLI: scripts/test.sh installs them. `PGSSL_TEST_VERBOSE=1` prints every case.
 
+#[path = "support/example_proc.rs"]
+mod example_proc;
 #[path = "support/pg.rs"]
 mod pg;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use example_proc::{
+    CLIENT_TIMEOUT, Example, ResultsFile, Running, SERVER_READY, certs, clean, key_copy,
+    manifest_dir, psql_command, python_with_libpq,
+};
 use pg::{PgConfig, Postgres};
 
-/// How long a client (psql, psycopg) may run.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the example server may take to say it is ready (or to exit).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -60,216 +61,26 @@ const CLIENT_CA_DN: &str = "/CN=Test CA for PostgreSQL SSL regression test clien
 /// certificate is server-cn-only's), the server chain verified, no GSS attempt.
 const BASE: &str = "host=localhost hostaddr=127.0.0.1 gssencmode=disable connect_timeout=10 sslmode=require sslrootcert={certs}/root+server_ca.crt";
 
-fn certs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/certs")
-}
-
 fn cert(name: &str) -> String {
-    certs().join(name).display().to_string()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Child processes under a timeout
-
-/// What a finished process printed.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Reads a pipe into a shared string on its own thread; `done` is signalled at EOF.
-fn collect(pipe: impl Read + Send + 'static, done: mpsc::Sender<()>) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let b = buf.clone();
-    thread::spawn(move || {
-        let mut r = BufReader::new(pipe);
-        let mut line = String::new();
-        while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
-            b.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-        let _ = done.send(());
-    });
-    buf
-}
-
-/// A running child with its output collected; killed (SIGKILL) and reaped when dropped.
-struct Running {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    eof: mpsc::Receiver<()>,
-}
-
-impl Running {
-    fn spawn(cmd: &mut Command, what: &str) -> Running {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
-        let (tx, eof) = mpsc::channel();
-        let stdout = collect(child.stdout.take().unwrap(), tx.clone());
-        let stderr = collect(child.stderr.take().unwrap(), tx);
-        Running {
-            child,
-            stdout,
-            stderr,
-            eof,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
-    /// The exit within `timeout`, or `None` after killing it.
-    fn wait_timeout(&mut self, timeout: Duration) -> Option<Output> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited() {
-                // Both pipes reach EOF right after the exit (bounded, in case a grandchild
-                // still holds one).
-                for _ in 0..2 {
-                    let _ = self.eof.recv_timeout(Duration::from_secs(2));
-                }
-                return Some(Output {
-                    status,
-                    stdout: self.stdout.lock().unwrap().clone(),
-                    stderr: self.stderr(),
-                });
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.exited().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A command with no `PG*` variables, an empty `HOME`, English messages.
-fn clean(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
-    let mut c = Command::new(program);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PG") {
-            c.env_remove(k);
-        }
-    }
-    c.env("HOME", home).env("LC_ALL", "C").env("LANG", "C");
-    c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    example_proc::cert(name).display().to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
 // The example server
 
-/// `target/<profile>/examples/server`, built once per test binary with this test's profile
-/// (`cargo test --test conformance_certs` does not build the examples itself).
-fn example_server() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut c = Command::new(cargo);
-        c.args(["build", "--example", "server", "--quiet", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
-        // The same features as this test binary, so that nothing is rebuilt for nothing.
-        if cfg!(feature = "tokio") {
-            c.args(["--features", "tokio"]);
-        }
-        if !cfg!(debug_assertions) {
-            c.arg("--release");
-        }
-        let out = Running::spawn(&mut c, "cargo build --example server")
-            .wait_timeout(Duration::from_secs(600))
-            .expect("cargo build --example server finished within 10 minutes");
-        assert!(
-            out.status.success(),
-            "cargo build --example server failed:\n{}",
-            out.stderr
-        );
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary is in target/<profile>/deps/")
-            .join("examples/server");
-        assert!(bin.is_file(), "{} is missing", bin.display());
-        bin
-    })
-}
-
-/// The example server, ready; killed when dropped.
-struct Example {
-    proc: Running,
-    port: u16,
-}
-
-/// Starts the example server with these `-c` settings and pg_hba.conf text; `Err` with what it
-/// printed if it exits instead of getting ready.
+/// Starts the example server with these `-c` settings and pg_hba.conf text (written into
+/// `dir`); `Err` with what it printed if it exits instead of getting ready.
 fn start_example(settings: &[(String, String)], hba: &str, dir: &Path) -> Result<Example, String> {
     let hba_file = dir.join("pg_hba.conf");
     std::fs::write(&hba_file, hba).expect("pg_hba.conf for the example written");
-    let mut last = String::new();
-    for _ in 0..5 {
-        let port = free_port();
-        let mut cmd = clean(example_server(), dir);
-        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
-        for (k, v) in settings {
-            cmd.arg("-c").arg(format!("{k}={v}"));
-        }
-        cmd.arg("--hba").arg(&hba_file);
-        let mut proc = Running::spawn(&mut cmd, "the example server");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if proc
-                .stderr()
-                .contains("database system is ready to accept connections")
-            {
-                return Ok(Example { proc, port });
-            }
-            if proc.exited().is_some() {
-                last = proc
-                    .wait_timeout(Duration::from_secs(5))
-                    .map(|o| o.stderr)
-                    .unwrap_or_default();
-                break;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "the example server did not get ready within {START_TIMEOUT:?}:\n{}",
-                    proc.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        if !last.contains("Address already in use") {
-            return Err(last);
-        }
+    let mut args = Vec::new();
+    for (k, v) in settings {
+        args.push("-c".to_owned());
+        args.push(format!("{k}={v}"));
     }
-    panic!("the example server found no free port after 5 tries: {last}");
+    args.push("--hba".to_owned());
+    args.push(hba_file.display().to_string());
+    Example::try_start("server", &args, SERVER_READY, None, START_TIMEOUT).map_err(|(_, log)| log)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,33 +121,9 @@ enum Client {
     Start,
 }
 
-/// The Python interpreter that has psycopg (resolved once), or a panic saying how to get it.
+/// The Python interpreter that has psycopg with libpq 16 or later (sslcertmode).
 fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import sys, psycopg; print(sys.executable); print(psycopg.pq.version())",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("python3 is missing ({e}): install python3 and `pip install 'psycopg[binary]'` (scripts/test.sh installs both)"));
-        assert!(
-            out.status.success(),
-            "psycopg is missing: pip install 'psycopg[binary]' (scripts/test.sh installs it)\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut lines = text.lines();
-        let exe = lines.next().unwrap_or("python3").to_owned();
-        let libpq: u32 = lines.next().and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-        assert!(
-            libpq >= 160000,
-            "psycopg's libpq is {libpq}: sslcertmode needs libpq 16 or later (pip install -U 'psycopg[binary]')"
-        );
-        exe
-    })
+    python_with_libpq(16, "sslcertmode")
 }
 
 /// Prints the header and the row, `\x1f`-separated, as psql is told to: NULL as `NULL`, booleans
@@ -429,10 +216,10 @@ fn row(stdout: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn run_client(client: Client, conninfo: &str, home: &Path, masks: &Masks) -> Outcome {
+fn run_client(client: Client, conninfo: &str, masks: &Masks) -> Outcome {
     let mut cmd = match client {
         Client::Psql => {
-            let mut c = clean("psql", home);
+            let mut c = psql_command();
             c.arg(conninfo).args([
                 "-X",
                 "-w",
@@ -449,7 +236,7 @@ fn run_client(client: Client, conninfo: &str, home: &Path, masks: &Masks) -> Out
             c
         }
         Client::Psycopg => {
-            let mut c = clean(python(), home);
+            let mut c = clean(python());
             c.args(["-c", PSYCOPG_SCRIPT, conninfo, QUERY]);
             c
         }
@@ -590,55 +377,9 @@ fn with_cert(crt: &str, key: &str) -> String {
 // Results
 
 /// One JSON line per case in target/conformance/certs-server.jsonl, truncated once per run.
-fn publish(
-    case: &str,
-    counterpart: &str,
-    postgresql: &str,
-    pgssl: &str,
-    matched: bool,
-    difference: Option<&str>,
-) {
-    static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
-    let file = FILE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/conformance");
-        std::fs::create_dir_all(&dir).expect("target/conformance created");
-        Mutex::new(
-            std::fs::File::create(dir.join("certs-server.jsonl")).expect("certs-server.jsonl"),
-        )
-    });
-    let line = format!(
-        "{{\"suite\":{},\"case\":{},\"counterpart\":{},\"postgresql\":{},\"pgssl\":{},\"match\":{matched},\"difference\":{}}}\n",
-        json(SUITE),
-        json(case),
-        json(counterpart),
-        json(postgresql),
-        json(pgssl),
-        difference.map_or("null".to_owned(), json)
-    );
-    file.lock()
-        .unwrap()
-        .write_all(line.as_bytes())
-        .expect("a line of certs-server.jsonl written");
-}
-
-/// A JSON string.
-fn json(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+static RESULTS: ResultsFile = ResultsFile::new(SUITE, || {
+    manifest_dir().join("target/conformance/certs-server.jsonl")
+});
 
 // ---------------------------------------------------------------------------------------------
 // Groups
@@ -700,7 +441,6 @@ fn run_group(group: Group) {
         .tempdir()
         .expect("a temporary directory");
     let keys = tempfile::tempdir().expect("a temporary directory");
-    let home = tempfile::tempdir().expect("an empty HOME");
     let ex_key = ex_dir.path().join("server.key");
     std::fs::copy(certs().join(group.example_key), &ex_key).unwrap();
     std::fs::set_permissions(&ex_key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -713,9 +453,7 @@ fn run_group(group: Group) {
         "client-other-ca.key",
         "client-dn.key",
     ] {
-        let to = keys.path().join(k);
-        std::fs::copy(certs().join(k), &to).unwrap();
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+        key_copy(keys.path(), k);
     }
     let loose = keys.path().join("client_wrongperms.key");
     std::fs::copy(certs().join("client.key"), &loose).unwrap();
@@ -764,9 +502,7 @@ fn run_group(group: Group) {
                     .replace("{certs}", &certs().display().to_string())
                     .replace("{keys}", &masks.keys);
                 let on = |port: Option<u16>| match port {
-                    Some(port) => {
-                        run_client(client, &format!("port={port} {opts}"), home.path(), &masks)
-                    }
+                    Some(port) => run_client(client, &format!("port={port} {opts}"), &masks),
                     None => Outcome::Failed("the server did not start".to_owned()),
                 };
                 (
@@ -798,7 +534,7 @@ fn run_group(group: Group) {
             (None, true) => {}
         }
         let (pgssl_text, pg_text) = (pgssl.to_string(), postgresql.to_string());
-        publish(
+        RESULTS.append(
             &c.name,
             c.counterpart,
             &pg_text,

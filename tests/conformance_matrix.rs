@@ -32,19 +32,25 @@
 //! postgresql-client postgresql`) and psycopg (`pip install 'psycopg[binary]'`);
 //! scripts/test.sh installs them.
 
+#[path = "support/example_proc.rs"]
+mod example_proc;
 #[path = "support/pg.rs"]
 mod pg;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use example_proc::{
+    CLIENT_TIMEOUT, Example, SERVER_READY, START_TIMEOUT, cert, clean, example, manifest_dir,
+    psycopg_libpq_major, python,
+};
 use pg::Postgres;
 
 /// Expected results (PostgreSQL 17), shared with tests/matrix.rs; the rows of servers this test
@@ -73,10 +79,6 @@ const NEGOTIATIONS: [&str; 2] = ["postgres", "direct"];
 /// The suite's name in the results.
 const SUITE: &str = "negotiation matrix";
 
-/// How long one client connect may take (libpq also gets `connect_timeout=10`).
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a server may take to say it is ready.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// A log is complete once it has not grown for this long. Every line of a case is written
 /// before the client can see its effect (the example logs to a file, unbuffered; PostgreSQL
 /// logs before it replies), so this only guards against a late line landing in the next case.
@@ -84,146 +86,6 @@ const SETTLE: Duration = Duration::from_millis(30);
 
 /// The live reference server: libpq 15's rows and libpq 18's postgres rows are compared with it.
 const PG15: &str = "PostgreSQL 15";
-
-// ---------------------------------------------------------------------------------------------
-// Files, binaries, clean environments
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A file of the committed test PKI.
-fn cert(name: &str) -> PathBuf {
-    manifest_dir().join("tests/certs").join(name)
-}
-
-/// The server example's binary, next to this test's binary (`target/<profile>/examples/`),
-/// built first with this test's profile and features so that it is never stale.
-fn server_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut c = Command::new(cargo);
-        c.args(["build", "--example", "server", "--quiet", "--manifest-path"])
-            .arg(manifest_dir().join("Cargo.toml"))
-            .stdin(Stdio::null());
-        if cfg!(feature = "tokio") {
-            c.args(["--features", "tokio"]);
-        }
-        if !cfg!(debug_assertions) {
-            c.arg("--release");
-        }
-        let out = run_with_timeout(
-            &mut c,
-            Duration::from_secs(600),
-            "cargo build --example server",
-        );
-        assert!(
-            out.status.success(),
-            "cargo build --example server failed: {out}"
-        );
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary is in target/<profile>/deps/")
-            .join("examples/server");
-        assert!(
-            bin.is_file(),
-            "{} is missing after the build",
-            bin.display()
-        );
-        bin
-    })
-    .clone()
-}
-
-/// A `HOME` with nothing in it: no `~/.postgresql/root.crt` turns require into verify-ca.
-fn empty_home() -> &'static Path {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-    HOME.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("pgssl-conformance-home.")
-            .tempdir()
-            .expect("a temporary directory")
-    })
-    .path()
-}
-
-/// A command with no `PG*` variables, the empty `HOME`, English messages and no stdin.
-fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(program);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PG") {
-            c.env_remove(k);
-        }
-    }
-    c.env("HOME", empty_home())
-        .env("LC_ALL", "C")
-        .env("LANG", "C")
-        .stdin(Stdio::null());
-    c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// What a finished process printed.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-fn read_all(pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(pipe).read_to_string(&mut s);
-        s
-    })
-}
-
-/// Runs `cmd` to its end, killing it (and panicking) after `timeout`.
-fn run_with_timeout(cmd: &mut Command, timeout: Duration, what: &str) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
-    let stdout = read_all(child.stdout.take().unwrap());
-    let stderr = read_all(child.stderr.take().unwrap());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {timeout:?} (killed)");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Clients
@@ -257,16 +119,10 @@ fn psql_version() -> u32 {
 /// `psql CONNINFO -X -w -A -t -c "select ssl from pg_stat_ssl …"`: the example answers any
 /// query with its row, whose first column is `ssl` too.
 fn psql(conninfo: &str) -> ClientResult {
-    let mut c = clean("psql");
-    c.arg(conninfo).args([
-        "-X",
-        "-w",
-        "-A",
-        "-t",
-        "-c",
+    let out = example_proc::psql(
+        conninfo,
         "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
-    ]);
-    let out = run_with_timeout(&mut c, CLIENT_TIMEOUT, &format!("psql {conninfo:?}"));
+    );
     if !out.status.success() {
         return ClientResult {
             outcome: "fail",
@@ -307,41 +163,6 @@ fn one_line(s: &str) -> String {
         .join(" | ")
 }
 
-/// The Python interpreter that has psycopg, and its libpq's major version; resolved with the
-/// real environment (so that shims needing `HOME` work), or a panic saying how to install it.
-fn python() -> &'static (String, u32) {
-    static PYTHON: OnceLock<(String, u32)> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import sys, psycopg; print(sys.executable); print(psycopg.pq.version())",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("python3 is missing ({e}): install python3, then pip install 'psycopg[binary]'")
-            });
-        assert!(
-            out.status.success(),
-            "psycopg is missing: pip install 'psycopg[binary]' (scripts/test.sh installs it)\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut lines = text.lines();
-        let exe = lines.next().unwrap_or("python3").to_owned();
-        let libpq: u32 = lines
-            .next()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        assert!(
-            libpq >= 170000,
-            "psycopg's libpq is {libpq}: sslnegotiation=direct needs libpq 17 or later: pip install -U 'psycopg[binary]'"
-        );
-        (exe, libpq / 10000)
-    })
-}
-
 /// Connects once per conninfo line on stdin; answers `ok ssl`, `ok plain` or `fail MESSAGE`.
 const PSYCOPG_WORKER: &str = r#"
 import sys, psycopg
@@ -367,7 +188,7 @@ struct Psycopg {
 
 impl Psycopg {
     fn start() -> Psycopg {
-        let mut child = clean(&python().0)
+        let mut child = clean(python())
             .args(["-c", PSYCOPG_WORKER])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -472,7 +293,7 @@ impl ClientKind {
     fn label(self) -> String {
         match self {
             ClientKind::Psql => format!("libpq{}", psql_version()),
-            ClientKind::Psycopg => format!("libpq{}", python().1),
+            ClientKind::Psycopg => format!("libpq{}", psycopg_libpq_major()),
         }
     }
 }
@@ -481,103 +302,33 @@ impl ClientKind {
 // Servers
 
 /// The server example, its stderr going to a file (unbuffered writes: a line is in the file
-/// before the client can see what it reports); stopped with SIGTERM when dropped.
-struct Example {
-    child: Child,
-    port: u16,
-    log_file: PathBuf,
-    /// The generated certificate (ssl=on).
-    cert: Option<PathBuf>,
-    _dir: tempfile::TempDir,
-}
-
-impl Example {
-    fn start(ssl: bool) -> Example {
-        let dir = tempfile::Builder::new()
-            .prefix("pgssl-conformance-matrix.")
-            .tempdir()
-            .expect("a temporary directory");
-        let hba = dir.path().join("pg_hba.conf");
-        std::fs::write(&hba, HBA).expect("pg_hba.conf written");
-        let bin = server_binary();
-        let mut last = String::new();
-        for attempt in 0..5 {
-            let port = free_port();
-            let log_file = dir.path().join(format!("server-{attempt}.log"));
-            let log = std::fs::File::create(&log_file).expect("the log file");
-            let mut cmd = clean(&bin);
-            cmd.arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--hba")
-                .arg(&hba);
-            if !ssl {
-                cmd.args(["-c", "ssl=off"]);
-            }
-            let mut child = cmd
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log))
-                .spawn()
-                .unwrap_or_else(|e| panic!("could not run {}: {e}", bin.display()));
-            let deadline = Instant::now() + START_TIMEOUT;
-            loop {
-                let text = std::fs::read_to_string(&log_file).unwrap_or_default();
-                if text.contains("database system is ready to accept connections") {
-                    let cert = text
-                        .split("sslrootcert=")
-                        .nth(1)
-                        .and_then(|s| s.split('"').next())
-                        .map(PathBuf::from);
-                    assert_eq!(
-                        cert.is_some(),
-                        ssl,
-                        "the generated certificate on the \"connect with:\" line:\n{text}"
-                    );
-                    return Example {
-                        child,
-                        port,
-                        log_file,
-                        cert,
-                        _dir: dir,
-                    };
-                }
-                if let Ok(Some(status)) = child.try_wait() {
-                    last = format!("{status}\n{text}");
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("the server example did not start within {START_TIMEOUT:?}:\n{text}");
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            if !last.contains("Address already in use") {
-                panic!("the server example exited at start: {last}");
-            }
-        }
-        panic!("the server example found no free port after 5 tries: {last}");
+/// before the client can see what it reports), with the matrix's pg_hba.conf and ssl on or off.
+fn start_example(ssl: bool) -> Example {
+    let dir = tempfile::Builder::new()
+        .prefix("pgssl-conformance-matrix.")
+        .tempdir()
+        .expect("a temporary directory");
+    let hba = dir.path().join("pg_hba.conf");
+    std::fs::write(&hba, HBA).expect("pg_hba.conf written");
+    let mut args = vec!["--hba".to_owned(), hba.display().to_string()];
+    if !ssl {
+        args.extend(["-c".to_owned(), "ssl=off".to_owned()]);
     }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SIGTERM lets it remove its generated certificate; SIGKILL if it does not stop.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    let example = Example::try_start(
+        "server",
+        &args,
+        SERVER_READY,
+        Some(dir.path()),
+        START_TIMEOUT,
+    )
+    .unwrap_or_else(|(status, log)| panic!("the server example exited at start: {status}\n{log}"));
+    assert_eq!(
+        example.cert.is_some(),
+        ssl,
+        "the generated certificate on the \"connect with:\" line:\n{}",
+        example.log()
+    );
+    example.keeping(dir)
 }
 
 /// PostgreSQL 15 with the matrix's pg_hba.conf, log_connections on, and ssl on or off.
@@ -609,7 +360,7 @@ impl Server {
 
     fn log(&self) -> String {
         match self {
-            Server::Example(e) => std::fs::read_to_string(&e.log_file).unwrap_or_default(),
+            Server::Example(e) => e.log(),
             Server::Pg(p) => p.log(),
         }
     }
@@ -842,44 +593,22 @@ struct Record {
     difference: Option<String>,
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 impl Record {
     fn matches(&self) -> bool {
         self.postgresql == self.pgssl
     }
 
     fn to_json(&self) -> String {
-        format!(
-            "{{\"suite\": {}, \"case\": {}, \"counterpart\": {}, \"postgresql\": {}, \"pgssl\": {}, \"match\": {}, \"difference\": {}}}",
-            json_str(SUITE),
-            json_str(&self.case),
-            json_str(&self.counterpart),
-            json_str(&self.postgresql),
-            json_str(&self.pgssl),
-            self.matches(),
-            self.difference
-                .as_deref()
-                .map_or("null".to_owned(), json_str),
-        )
+        example_proc::Record {
+            suite: SUITE,
+            case: &self.case,
+            counterpart: &self.counterpart,
+            postgresql: &self.postgresql,
+            pgssl: &self.pgssl,
+            matched: self.matches(),
+            difference: self.difference.as_deref(),
+        }
+        .to_json(true)
     }
 }
 
@@ -895,7 +624,7 @@ fn negotiation_matrix_against_real_clients() {
     // Fail early, with how to install what is missing.
     psql_version();
     python();
-    server_binary();
+    example("server");
 
     let table = expected();
 
@@ -920,7 +649,7 @@ fn negotiation_matrix_against_real_clients() {
             let ssl = server_name == "ssl=on";
             let cases = &pgssl_cases;
             handles.push(s.spawn(move || {
-                let server = Server::Example(Example::start(ssl));
+                let server = Server::Example(start_example(ssl));
                 run_cases(&server, server_name, "pgssl", cases)
             }));
             let cases = &pg15_cases;

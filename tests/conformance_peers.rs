@@ -22,7 +22,7 @@
 //!
 //! * The example binaries are found next to this test's binary (`target/<profile>/examples/`),
 //!   built once with `cargo build --examples` (a `cargo test --test conformance_peers` does not
-//!   build them).
+//!   build them); tests/support/example_proc.rs has these helpers.
 //! * Every server listens on a free port of 127.0.0.1; every child runs under a timeout and is
 //!   killed when its guard drops; clients run with no `PG*` variables and an empty `HOME`.
 //!
@@ -30,124 +30,23 @@
 //! pgbouncer postgresql-client util-linux` (PgBouncer refuses to run as root: it runs as the
 //! `postgres` user through `runuser`).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/example_proc.rs"]
+mod example_proc;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long a client (Python, psql, the connect example, tokio-postgres) may run.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a server may take to say it is ready.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a log line may take to appear.
-const LOG_TIMEOUT: Duration = Duration::from_secs(10);
+use example_proc::{
+    CLIENT_TIMEOUT, Example, Output, ResultsFile, Running, SERVER_READY, START_TIMEOUT, cert,
+    clean, free_port, key_copy, profile_dir, psycopg, run, try_signal, wait_log,
+};
 
 const SUITE: &str = "other clients and servers";
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
-
-// ---------------------------------------------------------------------------------------------
-// Files, binaries, environment
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A file of the committed test PKI.
-fn cert(name: &str) -> PathBuf {
-    manifest_dir().join("tests/certs").join(name)
-}
-
-/// `target/<profile>/`: this test's binary is in its `deps/`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary is in target/<profile>/deps/")
-        .to_path_buf()
-}
-
-/// An example's binary, `target/<profile>/examples/NAME`, built once per test binary with this
-/// test's profile and features (`cargo test --test conformance_peers` does not build examples).
-fn example(name: &str) -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut c = Command::new(cargo);
-        c.args(["build", "--examples", "--quiet", "--manifest-path"])
-            .arg(manifest_dir().join("Cargo.toml"))
-            .stdin(Stdio::null());
-        if cfg!(feature = "tokio") {
-            c.args(["--features", "tokio"]);
-        }
-        if !cfg!(debug_assertions) {
-            c.arg("--release");
-        }
-        let out = Running::spawn(&mut c, "cargo build --examples").wait(Duration::from_secs(600));
-        assert!(out.success(), "cargo build --examples failed: {out}");
-        profile_dir().join("examples")
-    });
-    let bin = dir.join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing after `cargo build --examples`",
-        bin.display()
-    );
-    bin
-}
-
-/// A `HOME` with nothing in it, so that no `~/.postgresql/` file or `~/.pgpass` applies.
-fn empty_home() -> &'static Path {
-    static HOME: OnceLock<PathBuf> = OnceLock::new();
-    HOME.get_or_init(|| {
-        let p = std::env::temp_dir().join("pgssl-conformance-peers-empty-home");
-        std::fs::create_dir_all(&p).expect("the empty HOME");
-        assert!(
-            !p.join(".postgresql").exists() && !p.join(".pgpass").exists(),
-            "{} must stay empty",
-            p.display()
-        );
-        p
-    })
-}
-
-/// A command with no `PG*` variables, the empty `HOME`, English messages, no stdin, run in the
-/// crate's directory (so `tests/certs/…` works as a relative path).
-fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(program);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PG") {
-            c.env_remove(k);
-        }
-    }
-    c.env("HOME", empty_home())
-        .env("LC_ALL", "C")
-        .env("LANG", "C")
-        .env_remove("SSLKEYLOGFILE")
-        .current_dir(manifest_dir())
-        .stdin(Stdio::null());
-    c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Sends `signal` (`TERM`, `KILL`) to `pid` with kill(1).
-fn signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
 
 /// A private temporary directory.
 fn temp_dir() -> tempfile::TempDir {
@@ -157,197 +56,17 @@ fn temp_dir() -> tempfile::TempDir {
         .expect("a temporary directory")
 }
 
-/// Copies a key of the PKI into `dir` with mode 0600 (git keeps 0644).
-fn key_copy(dir: &Path, name: &str) -> PathBuf {
-    let to = dir.join(name);
-    std::fs::copy(cert(name), &to).expect("copy a key");
-    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
-    to
-}
-
-// ---------------------------------------------------------------------------------------------
-// Child processes under a timeout
-
-/// What a finished process printed.
-#[derive(Debug)]
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn success(&self) -> bool {
-        self.status.success()
-    }
-}
-
-impl std::fmt::Display for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Collects a pipe into a shared string, line by line, on its own thread.
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let b = buf.clone();
-    thread::spawn(move || {
-        let mut r = BufReader::new(pipe);
-        let mut line = Vec::new();
-        while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            b.lock().unwrap().push_str(&String::from_utf8_lossy(&line));
-            line.clear();
-        }
-    });
-    buf
-}
-
-/// A running child with its stdout and stderr collected; killed when dropped.
-struct Running {
-    what: String,
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn spawn(cmd: &mut Command, what: &str) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
-        Running {
-            what: what.to_owned(),
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
-    /// Waits for the exit within `timeout`; `None` (after killing it) if it did not exit.
-    fn wait_timeout(&mut self, timeout: Duration) -> Option<Output> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited() {
-                // The reader threads finish at EOF, right after the exit.
-                let until = Instant::now() + Duration::from_secs(2);
-                while (Arc::strong_count(&self.stdout) > 1 || Arc::strong_count(&self.stderr) > 1)
-                    && Instant::now() < until
-                {
-                    thread::sleep(Duration::from_millis(5));
-                }
-                return Some(Output {
-                    status,
-                    stdout: self.stdout.lock().unwrap().clone(),
-                    stderr: self.stderr(),
-                });
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the exit, panicking (with what it printed) after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> Output {
-        match self.wait_timeout(timeout) {
-            Some(o) => o,
-            None => panic!(
-                "{} did not exit within {timeout:?} (killed)\n--- stdout ---\n{}--- stderr ---\n{}",
-                self.what,
-                self.stdout.lock().unwrap(),
-                self.stderr()
-            ),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.exited().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn run(cmd: &mut Command, what: &str) -> Output {
-    Running::spawn(cmd, what).wait(CLIENT_TIMEOUT)
-}
-
-/// Waits until `log()` after byte `from` contains `needle`; that part of the log, or `Err` with
-/// it after `LOG_TIMEOUT`.
-fn wait_log(log: impl Fn() -> String, from: usize, needle: &str) -> Result<String, String> {
-    let deadline = Instant::now() + LOG_TIMEOUT;
-    loop {
-        let part = log().get(from..).unwrap_or("").to_owned();
-        if part.contains(needle) {
-            return Ok(part);
-        }
-        if Instant::now() >= deadline {
-            return Err(part);
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The report: target/conformance/peers.jsonl
 
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The report file, truncated when this test binary opens it (once).
-fn report_file() -> &'static Mutex<File> {
-    static FILE: OnceLock<Mutex<File>> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let dir = profile_dir()
-            .parent()
-            .expect("target/ above target/<profile>/")
-            .join("conformance");
-        std::fs::create_dir_all(&dir).expect("target/conformance/");
-        let path = dir.join("peers.jsonl");
-        Mutex::new(File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-    })
-}
+/// The report file (under the target directory), truncated when this test binary writes its
+/// first line.
+static REPORT: ResultsFile = ResultsFile::new(SUITE, || {
+    profile_dir()
+        .parent()
+        .expect("target/ above target/<profile>/")
+        .join("conformance/peers.jsonl")
+});
 
 /// The verdicts of one test: every case is written to the report at once; the failures are
 /// asserted at the end, so that a failing case does not hide the others.
@@ -366,21 +85,9 @@ impl Verdicts {
         pgssl: &str,
         difference: Option<String>,
     ) {
-        let line = format!(
-            "{{\"suite\":{},\"case\":{},\"counterpart\":{},\"postgresql\":{},\"pgssl\":{},\"match\":{},\"difference\":{}}}\n",
-            json_str(SUITE),
-            json_str(case),
-            json_str(counterpart),
-            json_str(postgresql),
-            json_str(pgssl),
-            difference.is_none(),
-            difference.as_deref().map_or("null".to_owned(), json_str),
-        );
-        {
-            let mut f = report_file().lock().unwrap_or_else(|e| e.into_inner());
-            f.write_all(line.as_bytes()).expect("write the report");
-            f.flush().expect("flush the report");
-        }
+        let matched = difference.is_none();
+        let diff = difference.as_deref();
+        REPORT.append(case, counterpart, postgresql, pgssl, matched, diff);
         if let Some(d) = difference {
             self.failures.push(format!(
                 "{case}\n  postgresql: {postgresql}\n  pgssl:      {pgssl}\n  difference: {d}"
@@ -415,65 +122,13 @@ fn joined(mut parts: Vec<String>) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // The example server
 
-/// A running example server, stopped with SIGTERM (then SIGKILL) when dropped.
-struct ExampleServer {
-    proc: Running,
-    port: u16,
-    /// The generated certificate, from the "connect with:" line.
-    cert: Option<PathBuf>,
-    /// The 0600 key copy, when the server uses the PKI's certificate.
-    _keys: Option<tempfile::TempDir>,
-}
+/// The example server (stopped with SIGTERM, then SIGKILL, when dropped).
+type ExampleServer = Example;
 
 impl ExampleServer {
-    /// `server --listen 127.0.0.1:PORT ARGS…`, ready once it logs so.
-    fn start(args: &[String], keys: Option<tempfile::TempDir>) -> ExampleServer {
-        let ready = "database system is ready to accept connections";
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let mut cmd = clean(example("server"));
-            cmd.arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .args(args);
-            let mut proc = Running::spawn(&mut cmd, "the server example");
-            let deadline = Instant::now() + START_TIMEOUT;
-            loop {
-                let log = proc.stderr();
-                if log.contains(ready) {
-                    let cert = log
-                        .split("sslrootcert=")
-                        .nth(1)
-                        .and_then(|s| s.split('"').next())
-                        .map(PathBuf::from);
-                    return ExampleServer {
-                        proc,
-                        port,
-                        cert,
-                        _keys: keys,
-                    };
-                }
-                if let Some(status) = proc.exited() {
-                    last = format!("{status}\n{}", proc.wait(LOG_TIMEOUT).stderr);
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the server example did not log {ready:?} within {START_TIMEOUT:?}:\n{log}"
-                );
-                thread::sleep(Duration::from_millis(20));
-            }
-            assert!(
-                last.contains("Address already in use"),
-                "the server example exited before it was ready: {last}"
-            );
-        }
-        panic!("the server example found no free port after 5 tries: {last}");
-    }
-
     /// With its generated certificate.
     fn generated() -> ExampleServer {
-        let s = ExampleServer::start(&[], None);
+        let s = ExampleServer::server(&[]);
         assert!(
             s.cert.as_deref().is_some_and(Path::is_file),
             "the server example printed its generated certificate's path:\n{}",
@@ -482,8 +137,8 @@ impl ExampleServer {
         s
     }
 
-    /// With the PKI's `server-localhost+server_ca.crt` and a 0600 copy of its key, so that a
-    /// client trusting `root_ca.crt` verifies it.
+    /// With the PKI's `server-localhost+server_ca.crt` and a 0600 copy of its key (kept until
+    /// the server stops), so that a client trusting `root_ca.crt` verifies it.
     fn pki() -> ExampleServer {
         let dir = temp_dir();
         let key = key_copy(dir.path(), "server-localhost.key");
@@ -496,35 +151,7 @@ impl ExampleServer {
             "-c".to_owned(),
             format!("ssl_key_file={}", key.display()),
         ];
-        ExampleServer::start(&args, Some(dir))
-    }
-
-    fn cert(&self) -> &Path {
-        self.cert.as_deref().expect("a generated certificate")
-    }
-
-    fn log(&self) -> String {
-        self.proc.stderr()
-    }
-
-    /// Where the log ends now.
-    fn mark(&self) -> usize {
-        self.log().len()
-    }
-
-    /// The log after `from` once it contains `needle` (`Err` with what it has after a while).
-    fn wait_log(&self, from: usize, needle: &str) -> Result<String, String> {
-        wait_log(|| self.log(), from, needle)
-    }
-}
-
-impl Drop for ExampleServer {
-    fn drop(&mut self) {
-        if self.proc.exited().is_none() {
-            // SIGTERM lets it remove its generated certificate; SIGKILL if it does not stop.
-            signal(self.proc.pid(), "TERM");
-            let _ = self.proc.wait_timeout(Duration::from_secs(5));
-        }
+        ExampleServer::start("server", &args, SERVER_READY).keeping(dir)
     }
 }
 
@@ -662,18 +289,6 @@ except Exception as e:
     sys.exit(1)
 "#;
 
-/// psycopg (libpq 18): connects with the conninfo, prints the row or the error.
-const PSYCOPG_SCRIPT: &str = r#"
-import sys, psycopg
-try:
-    with psycopg.connect(sys.argv[1]) as c:
-        row = c.execute("select 1").fetchone()
-        print("|".join("" if v is None else str(v) for v in row))
-except Exception as e:
-    print(e, file=sys.stderr)
-    sys.exit(1)
-"#;
-
 // ---------------------------------------------------------------------------------------------
 // 1. asyncpg
 
@@ -717,7 +332,7 @@ fn asyncpg_ok(
     let line = out.stdout.trim().to_owned();
     let f = fields(&line);
     let log = server
-        .wait_log(mark, "connection authorized:")
+        .try_wait_log(mark, "connection authorized:")
         .unwrap_or_else(|l| l);
     let mut diff = Vec::new();
     if f.len() != 9 || f[0] != "t" || f[1] != "TLSv1.3" || f[7] != alpn || f[8] != "localhost" {
@@ -792,7 +407,7 @@ fn asyncpg_against_the_example_server() {
         );
         let needle =
             "received direct SSL connection request without ALPN protocol negotiation extension";
-        let log = server.wait_log(mark, needle).unwrap_or_else(|l| l);
+        let log = server.try_wait_log(mark, needle).unwrap_or_else(|l| l);
         let mut diff = Vec::new();
         if out.success() {
             diff.push(format!(
@@ -919,7 +534,7 @@ fn pg8000_against_the_example_server() {
         let line = out.stdout.trim().to_owned();
         let f = fields(&line);
         let log = server
-            .wait_log(mark, "connection authorized:")
+            .try_wait_log(mark, "connection authorized:")
             .unwrap_or_else(|l| l);
         let mut diff = Vec::new();
         let row_ok = if ssl == "t" {
@@ -1095,13 +710,13 @@ impl PgBouncer {
             return;
         }
         match self.daemon_pid() {
-            Some(pid) => signal(pid, "TERM"),
-            None => signal(self.proc.pid(), "TERM"),
+            Some(pid) => try_signal(pid, "TERM"),
+            None => try_signal(self.proc.pid(), "TERM"),
         }
         if self.proc.wait_timeout(Duration::from_secs(5)).is_none() {
             // wait_timeout killed runuser; PgBouncer may be left.
             if let Some(pid) = self.daemon_pid() {
-                signal(pid, "KILL");
+                try_signal(pid, "KILL");
             }
         }
     }
@@ -1115,31 +730,12 @@ impl Drop for PgBouncer {
 
 /// `psql CONNINFO -X -w -A -t -c 'select 1'` (libpq 15).
 fn psql(conninfo: &str) -> Output {
-    assert!(
-        Command::new("psql")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok(),
-        "psql is missing: apt-get install -y postgresql-client (scripts/test.sh installs it)"
-    );
-    let mut c = clean("psql");
-    c.arg(conninfo)
-        .args(["-X", "-w", "-A", "-t", "-c", "select 1"]);
-    run(&mut c, &format!("psql {conninfo:?}"))
+    example_proc::psql(conninfo, "select 1")
 }
 
 /// The connect example: `connect CONNINFO --query 'select 1'`.
 fn connect(conninfo: &str) -> Output {
-    let mut c = clean(example("connect"));
-    c.arg(conninfo).args(["--query", "select 1"]);
-    run(&mut c, &format!("connect {conninfo:?}"))
-}
-
-/// psycopg (libpq 18) with the conninfo.
-fn psycopg(conninfo: &str) -> Output {
-    python("psycopg", "'psycopg[binary]'", PSYCOPG_SCRIPT, &[conninfo])
+    example_proc::connect(conninfo, Some("select 1"))
 }
 
 /// A libpq error without its "connection to server at … failed: " prefix (psycopg resolves
@@ -1181,7 +777,7 @@ fn pgbouncer_as_a_tls_client_of_the_example_server() {
         let out = psql(&conninfo);
         let line = out.stdout.trim().to_owned();
         let log = server
-            .wait_log(mark, "connection authorized:")
+            .try_wait_log(mark, "connection authorized:")
             .unwrap_or_else(|l| l);
         let blog = bouncer
             .wait_log(bmark, "SSL established")
@@ -1505,7 +1101,7 @@ fn tokio_postgres_against_the_example_server() {
             Ok(row) => {
                 let line = row.join("|");
                 let log = server
-                    .wait_log(mark, "connection authorized:")
+                    .try_wait_log(mark, "connection authorized:")
                     .unwrap_or_else(|l| l);
                 let mut diff = Vec::new();
                 if row.len() != 9
