@@ -87,6 +87,10 @@ def load(results_dir):
                 seen.add(key)
                 record["_file"] = path.name
                 suites.setdefault(record["suite"], []).append(record)
+    # Tests run in parallel and append in any order: sort, so the page only changes when a
+    # result does.
+    for records in suites.values():
+        records.sort(key=lambda r: r["case"])
     return suites, [p.name for p in files]
 
 
