@@ -20,37 +20,14 @@ mod pgwire;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use frontend::{
-    HbaLine, LOGGER, Method, generate_certificate, hba_match, parse_hba,
-    take_authentication_timeout, tls_config,
-};
+use frontend::{Frontend, LOGGER, fatal};
 use pgssl::io::blocking::{
-    Accepted, AuthFailure, ConnectError, Connected, PgStream, accept_with_deadline,
-    connect_with_startup, send_cancel,
+    Accepted, AuthFailure, ConnectError, Connected, PgStream, connect_with_startup, send_cancel,
 };
-use pgssl::server::ServerPolicy;
-use pgssl::tls::{
-    AuthMethod, ClientCertMode, ClientTlsConfig, ReloadableServerTls, SessionInfo,
-    check_client_certificate,
-};
-use pgssl::wire::ErrorResponse;
-
-struct Shared {
-    authentication_timeout: Duration,
-    tls: Option<ReloadableServerTls>,
-    hba: Vec<HbaLine>,
-    upstream: ClientTlsConfig,
-}
-
-fn fatal<W: Write>(w: &mut W, code: &str, message: String) {
-    log::warn!("FATAL:  {message}");
-    let _ = w.write_all(&ErrorResponse::fatal(code, message).to_bytes());
-    let _ = w.flush();
-}
+use pgssl::tls::{ClientTlsConfig, SessionInfo};
 
 fn frame(tag: u8, body: &[u8]) -> BytesMut {
     let mut b = BytesMut::new();
@@ -149,25 +126,9 @@ fn relay<A: Read + Write, B: Read + Write>(a: &mut A, b: &mut B) {
     }
 }
 
-fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
-    log::info!(
-        "connection received: host={} port={}",
-        peer.ip(),
-        peer.port()
-    );
-    let tls = shared.tls.as_ref().map(|t| t.current());
-    let policy = ServerPolicy::new().peer_addr(peer.ip());
-    let accepted = match accept_with_deadline(
-        sock,
-        policy,
-        tls.as_deref(),
-        Some(shared.authentication_timeout),
-    ) {
-        Ok(a) => a,
-        Err(e) => {
-            log::warn!("{e}");
-            return;
-        }
+fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer: SocketAddr) {
+    let Some(accepted) = front.accept(sock, peer) else {
+        return;
     };
     match accepted {
         Accepted::Startup {
@@ -176,13 +137,19 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
             session,
             leftover,
         } => {
-            if let Err(e) =
-                session_main(&shared, &mut stream, leftover, &startup, session, peer.ip())
-            {
+            if let Err(e) = session_main(
+                &front,
+                upstream,
+                &mut stream,
+                leftover,
+                &startup,
+                session,
+                peer.ip(),
+            ) {
                 log::info!("connection ended: {e}");
             }
         }
-        Accepted::Cancel(c) => match send_cancel(&shared.upstream, c.pid(), c.key()) {
+        Accepted::Cancel(c) => match send_cancel(upstream, c.pid(), c.key()) {
             Ok(()) => log::info!("cancel request for process {} forwarded upstream", c.pid()),
             Err(e) => log::warn!("could not forward cancel request: {e}"),
         },
@@ -191,7 +158,8 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
 }
 
 fn session_main(
-    shared: &Shared,
+    front: &Frontend,
+    upstream: &ClientTlsConfig,
     client: &mut PgStream<pgssl::io::blocking::Deadline<TcpStream>>,
     leftover: Vec<u8>,
     startup: &pgssl::server::Startup,
@@ -200,52 +168,11 @@ fn session_main(
 ) -> io::Result<()> {
     let user = startup.user();
     let db = startup.database();
-    let tls = session.is_some();
-    let enc = if tls {
-        "SSL encryption"
-    } else {
-        "no encryption"
-    };
-    let Some(line) = hba_match(&shared.hba, tls, &db, &user, ip) else {
-        fatal(
-            client,
-            "28000",
-            format!(
-                "no pg_hba.conf entry for host \"{ip}\", user \"{user}\", database \"{db}\", {enc}"
-            ),
-        );
+    // `trust` and `password` lines let the client through: the upstream authenticates it.
+    if front.authorize(client, startup, &session, ip).is_none() {
         return Ok(());
-    };
-    let method = match line.method {
-        Method::Reject => {
-            fatal(
-                client,
-                "28000",
-                format!(
-                    "pg_hba.conf rejects connection for host \"{ip}\", user \"{user}\", database \"{db}\", {enc}"
-                ),
-            );
-            return Ok(());
-        }
-        Method::Cert => AuthMethod::Cert,
-        Method::Trust | Method::Password => AuthMethod::Trust,
-    };
-    if line.clientcert != ClientCertMode::Off || method == AuthMethod::Cert {
-        let s = session.clone().unwrap_or_default();
-        let ca = s.client_cert_requested;
-        if let Err(refusal) =
-            check_client_certificate(&s, &user, method, line.clientcert, line.clientname, ca)
-        {
-            log::info!("{}", refusal.log);
-            fatal(
-                client,
-                &refusal.response.code,
-                refusal.response.message.clone(),
-            );
-            return Ok(());
-        }
     }
-    let mut upstream = shared.upstream.clone();
+    let mut upstream = upstream.clone();
     upstream.user = Some(user.clone());
     upstream.dbname = Some(db.clone());
     let mut cio = pgwire::Prefixed::new(leftover, &mut *client);
@@ -341,86 +268,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let upstream = ClientTlsConfig::from_env_and_conninfo(&upstream.unwrap_or_else(|| usage()))?;
     upstream.validate()?;
-    let authentication_timeout = take_authentication_timeout(&mut settings)?;
-    let hba = parse_hba(&hba_text)?;
-    let ssl = settings
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "ssl")
-        .map(|(_, v)| !matches!(v.as_str(), "off" | "false" | "0" | "no"))
-        .unwrap_or(true);
-    let uses_files = settings
-        .iter()
-        .any(|(k, _)| k == "ssl_cert_file" || k == "ssl_key_file");
-    let generated = if ssl && !uses_files {
-        Some(generate_certificate()?)
-    } else {
-        None
-    };
-    let tls = if ssl {
-        match ReloadableServerTls::new(&tls_config(&settings, &generated)?) {
-            Ok(t) => Some(t),
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
-    };
+    let front = Arc::new(Frontend::new(settings, &hba_text)?);
     let listener = TcpListener::bind(&listen)?;
-    let addr = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    let shared = Arc::new(Shared {
-        authentication_timeout,
-        tls,
-        hba,
-        upstream,
-    });
-    let hup = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    log::info!(
-        "listening on {} address \"{}\", port {}",
-        if addr.is_ipv6() { "IPv6" } else { "IPv4" },
-        addr.ip(),
-        addr.port()
-    );
-    if let Some((crt, _)) = &generated {
-        eprintln!(
-            "connect with: psql \"host=localhost port={} sslmode=verify-full sslrootcert={}\"",
-            addr.port(),
-            crt.display()
-        );
-    }
-    while !stop.load(Ordering::SeqCst) {
-        if hup.swap(false, Ordering::SeqCst) {
-            log::info!("received SIGHUP, reloading configuration files");
-            if let Some(t) = &shared.tls {
-                match tls_config(&settings, &generated) {
-                    Ok(c) => {
-                        let _ = t.reload(&c);
-                    }
-                    Err(e) => log::warn!("SSL configuration was not reloaded: {e}"),
-                }
-            }
+    let ready = |addr: SocketAddr| {
+        if let Some((crt, _)) = &front.generated {
+            eprintln!(
+                "connect with: psql \"host=localhost port={} sslmode=verify-full sslrootcert={}\"",
+                addr.port(),
+                crt.display()
+            );
         }
-        match listener.accept() {
-            Ok((sock, peer)) => {
-                sock.set_nonblocking(false)?;
-                let shared = shared.clone();
-                std::thread::spawn(move || serve(shared, sock, peer));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => log::warn!("could not accept new connection: {e}"),
-        }
-    }
-    if let Some((crt, _)) = &generated {
-        if let Some(dir) = crt.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+    };
+    front.run(
+        listener,
+        move |front, sock, peer| serve(front, &upstream, sock, peer),
+        ready,
+    )?;
     log::info!("proxy shut down");
     Ok(())
 }

@@ -16,66 +16,32 @@ mod frontend;
 #[path = "support/pgwire.rs"]
 mod pgwire;
 
-use frontend::{
-    HbaLine, LOGGER, Method, generate_certificate, hba_match, parse_hba,
-    take_authentication_timeout, tls_config,
-};
+use frontend::{Frontend, LOGGER, fatal};
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::BytesMut;
-use pgssl::io::blocking::{Accepted, PgStream, accept_with_deadline};
-use pgssl::server::ServerPolicy;
-use pgssl::tls::{
-    AuthMethod, ClientCertMode, ReloadableServerTls, SessionInfo, check_client_certificate,
-};
+use pgssl::io::blocking::{Accepted, PgStream};
+use pgssl::tls::{AuthMethod, SessionInfo};
 use pgssl::wire::ErrorResponse;
 
 // ---------------------------------------------------------------------------------------------
 // The server.
 
-struct Shared {
-    authentication_timeout: Duration,
-    tls: Option<ReloadableServerTls>,
-    settings: Vec<(String, String)>,
-    generated: Option<(PathBuf, PathBuf)>,
-    hba: Vec<HbaLine>,
+/// What the server keeps beyond the client-facing side: passwords and live backends.
+struct Backend {
     passwords: HashMap<String, String>,
     backends: Mutex<HashMap<u32, [u8; 4]>>,
     next_pid: AtomicU32,
 }
 
-fn fatal<W: Write>(w: &mut W, code: &str, message: String) {
-    log::warn!("FATAL:  {message}");
-    let _ = w.write_all(&ErrorResponse::fatal(code, message).to_bytes());
-    let _ = w.flush();
-}
-
-fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
-    log::info!(
-        "connection received: host={} port={}",
-        peer.ip(),
-        peer.port()
-    );
-    let tls = shared.tls.as_ref().map(|t| t.current());
-    let policy = ServerPolicy::new().peer_addr(peer.ip());
-    let accepted = match accept_with_deadline(
-        sock,
-        policy,
-        tls.as_deref(),
-        Some(shared.authentication_timeout),
-    ) {
-        Ok(a) => a,
-        Err(e) => {
-            log::warn!("{e}");
-            return;
-        }
+fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketAddr) {
+    let Some(accepted) = front.accept(sock, peer) else {
+        return;
     };
     match accepted {
         Accepted::Startup {
@@ -85,12 +51,12 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
             leftover,
         } => {
             let mut io = pgwire::Prefixed::new(leftover, &mut stream);
-            if let Err(e) = session_main(&shared, &mut io, &startup, session, peer.ip()) {
+            if let Err(e) = session_main(&front, backend, &mut io, &startup, session, peer.ip()) {
                 log::info!("could not receive data from client: {e}");
             }
         }
         Accepted::Cancel(c) => {
-            let known = shared.backends.lock().unwrap().get(&c.pid()).copied();
+            let known = backend.backends.lock().unwrap().get(&c.pid()).copied();
             match known {
                 Some(key) if key.as_slice() == c.key() => {
                     log::info!("cancel request for process {} accepted", c.pid())
@@ -110,7 +76,8 @@ fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
 type Stream = PgStream<pgssl::io::blocking::Deadline<TcpStream>>;
 
 fn session_main(
-    shared: &Shared,
+    front: &Frontend,
+    backend: &Backend,
     stream: &mut pgwire::Prefixed<'_, Stream>,
     startup: &pgssl::server::Startup,
     session: Option<SessionInfo>,
@@ -118,57 +85,9 @@ fn session_main(
 ) -> io::Result<()> {
     let user = startup.user();
     let db = startup.database();
-    let tls = session.is_some();
-    let enc = if tls {
-        "SSL encryption"
-    } else {
-        "no encryption"
-    };
-    let Some(line) = hba_match(&shared.hba, tls, &db, &user, ip) else {
-        fatal(
-            stream,
-            "28000",
-            format!(
-                "no pg_hba.conf entry for host \"{ip}\", user \"{user}\", database \"{db}\", {enc}"
-            ),
-        );
+    let Some(method) = front.authorize(stream, startup, &session, ip) else {
         return Ok(());
     };
-    let method = match line.method {
-        Method::Reject => {
-            fatal(
-                stream,
-                "28000",
-                format!(
-                    "pg_hba.conf rejects connection for host \"{ip}\", user \"{user}\", database \"{db}\", {enc}"
-                ),
-            );
-            return Ok(());
-        }
-        Method::Trust => AuthMethod::Trust,
-        Method::Password => AuthMethod::Password,
-        Method::Cert => AuthMethod::Cert,
-    };
-    // clientcert and the cert method.
-    if line.clientcert != ClientCertMode::Off || method == AuthMethod::Cert {
-        let s = session.clone().unwrap_or_default();
-        let ca = s.client_cert_requested;
-        match check_client_certificate(&s, &user, method, line.clientcert, line.clientname, ca) {
-            Ok(Some(identity)) => {
-                log::info!("connection authenticated: identity=\"{identity}\" method=cert")
-            }
-            Ok(None) => {}
-            Err(refusal) => {
-                log::info!("{}", refusal.log);
-                fatal(
-                    stream,
-                    &refusal.response.code,
-                    refusal.response.message.clone(),
-                );
-                return Ok(());
-            }
-        }
-    }
     if method == AuthMethod::Password {
         let mut out = BytesMut::new();
         pgwire::auth(&mut out, 3, &[]);
@@ -180,7 +99,7 @@ fn session_main(
             }
             _ => return Ok(()),
         };
-        if shared.passwords.get(&user) != Some(&given) {
+        if backend.passwords.get(&user) != Some(&given) {
             fatal(
                 stream,
                 "28P01",
@@ -192,10 +111,10 @@ fn session_main(
     }
     // Authentication is over: PostgreSQL's authentication_timeout no longer applies.
     stream.inner.clear_deadline()?;
-    let pid = shared.next_pid.fetch_add(1, Ordering::SeqCst);
+    let pid = backend.next_pid.fetch_add(1, Ordering::SeqCst);
     let mut key = [0u8; 4];
     openssl::rand::rand_bytes(&mut key).map_err(io::Error::other)?;
-    shared.backends.lock().unwrap().insert(pid, key);
+    backend.backends.lock().unwrap().insert(pid, key);
     let mut out = BytesMut::new();
     pgwire::auth(&mut out, 0, &[]);
     for (n, v) in [
@@ -228,7 +147,7 @@ fn session_main(
         None => log::info!("connection authorized: user={user} database={db} SSL off"),
     }
     let result = query_loop(stream, &session);
-    shared.backends.lock().unwrap().remove(&pid);
+    backend.backends.lock().unwrap().remove(&pid);
     result
 }
 
@@ -362,104 +281,34 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             _ => usage(),
         }
     }
-    let authentication_timeout = take_authentication_timeout(&mut settings)?;
-    let hba = parse_hba(&hba_text)?;
-    let ssl = settings
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "ssl")
-        .map(|(_, v)| !matches!(v.as_str(), "off" | "false" | "0" | "no"))
-        .unwrap_or(true);
-    let uses_files = settings
-        .iter()
-        .any(|(k, _)| k == "ssl_cert_file" || k == "ssl_key_file");
-    let generated = if ssl && !uses_files {
-        Some(generate_certificate()?)
-    } else {
-        None
-    };
-    let tls = if ssl {
-        let config = tls_config(&settings, &generated)?;
-        match ReloadableServerTls::new(&config) {
-            Ok(t) => Some(t),
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
-    };
-    let listener = TcpListener::bind(&listen)?;
-    let addr = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    let shared = Arc::new(Shared {
-        authentication_timeout,
-        tls,
-        settings,
-        generated,
-        hba,
+    let front = Arc::new(Frontend::new(settings, &hba_text)?);
+    let backend = Arc::new(Backend {
         passwords,
         backends: Mutex::new(HashMap::new()),
         next_pid: AtomicU32::new(std::process::id() * 10),
     });
-
-    let hup = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-
-    log::info!(
-        "listening on {} address \"{}\", port {}",
-        if addr.is_ipv6() { "IPv6" } else { "IPv4" },
-        addr.ip(),
-        addr.port()
-    );
-    match (&shared.tls, &shared.generated) {
-        (Some(_), Some((crt, _))) => eprintln!(
-            "connect with: psql \"host=localhost port={} user=postgres sslmode=verify-full sslrootcert={}\"",
-            addr.port(),
-            crt.display()
-        ),
-        (Some(_), None) => eprintln!(
-            "connect with: psql \"host=localhost port={} user=postgres sslmode=require\"",
-            addr.port()
-        ),
-        (None, _) => eprintln!(
-            "connect with: psql \"host=localhost port={} user=postgres sslmode=disable\"",
-            addr.port()
-        ),
-    }
-    log::info!("database system is ready to accept connections");
-
-    while !stop.load(Ordering::SeqCst) {
-        if hup.swap(false, Ordering::SeqCst) {
-            log::info!("received SIGHUP, reloading configuration files");
-            if let Some(t) = &shared.tls {
-                match tls_config(&shared.settings, &shared.generated) {
-                    Ok(c) => {
-                        let _ = t.reload(&c);
-                    }
-                    Err(e) => log::warn!("SSL configuration was not reloaded: {e}"),
-                }
-            }
+    let listener = TcpListener::bind(&listen)?;
+    let ready = |addr: SocketAddr| {
+        let port = addr.port();
+        match (&front.tls, &front.generated) {
+            (Some(_), Some((crt, _))) => eprintln!(
+                "connect with: psql \"host=localhost port={port} user=postgres sslmode=verify-full sslrootcert={}\"",
+                crt.display()
+            ),
+            (Some(_), None) => eprintln!(
+                "connect with: psql \"host=localhost port={port} user=postgres sslmode=require\""
+            ),
+            (None, _) => eprintln!(
+                "connect with: psql \"host=localhost port={port} user=postgres sslmode=disable\""
+            ),
         }
-        match listener.accept() {
-            Ok((sock, peer)) => {
-                sock.set_nonblocking(false)?;
-                let shared = shared.clone();
-                std::thread::spawn(move || serve(shared, sock, peer));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => log::warn!("could not accept new connection: {e}"),
-        }
-    }
-    log::info!("received fast shutdown request");
-    if let Some((crt, _)) = &shared.generated {
-        if let Some(dir) = crt.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+        log::info!("database system is ready to accept connections");
+    };
+    front.run(
+        listener,
+        move |front, sock, peer| serve(front, &backend, sock, peer),
+        ready,
+    )?;
     log::info!("database system is shut down");
     Ok(())
 }

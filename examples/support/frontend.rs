@@ -272,3 +272,213 @@ pub fn generated_dir() -> PathBuf {
 pub fn remove_generated() {
     let _ = std::fs::remove_dir_all(generated_dir());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The client-facing side both examples run: TLS, pg_hba.conf, the accept loop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgssl::io::blocking::{Accepted, Deadline, accept_with_deadline};
+use pgssl::server::{ServerPolicy, Startup};
+use pgssl::tls::{AuthMethod, ReloadableServerTls, SessionInfo, check_client_certificate};
+use pgssl::wire::ErrorResponse;
+
+/// Sends a FATAL and logs it, as PostgreSQL does.
+pub fn fatal<W: Write>(w: &mut W, code: &str, message: String) {
+    log::warn!("FATAL:  {message}");
+    let _ = w.write_all(&ErrorResponse::fatal(code, message).to_bytes());
+    let _ = w.flush();
+}
+
+/// The TLS context, the pg_hba.conf lines and authentication_timeout, from the `-c` settings
+/// and the hba file's text.
+pub struct Frontend {
+    pub tls: Option<ReloadableServerTls>,
+    pub generated: Option<(PathBuf, PathBuf)>,
+    pub authentication_timeout: std::time::Duration,
+    pub hba: Vec<HbaLine>,
+    settings: Vec<(String, String)>,
+}
+
+impl Frontend {
+    /// Every `-c` setting is checked by pgssl (so `ssl` takes PostgreSQL's boolean spellings);
+    /// with `ssl` on and no certificate file, a certificate is generated.
+    pub fn new(
+        mut settings: Vec<(String, String)>,
+        hba_text: &str,
+    ) -> Result<Frontend, Box<dyn std::error::Error>> {
+        let authentication_timeout = take_authentication_timeout(&mut settings)?;
+        let hba = parse_hba(hba_text)?;
+        let ssl = tls_config(&settings, &None)?.ssl_enabled();
+        let uses_files = settings
+            .iter()
+            .any(|(k, _)| k == "ssl_cert_file" || k == "ssl_key_file");
+        let generated = if ssl && !uses_files {
+            Some(generate_certificate()?)
+        } else {
+            None
+        };
+        let tls = if ssl {
+            Some(ReloadableServerTls::new(&tls_config(
+                &settings, &generated,
+            )?)?)
+        } else {
+            None
+        };
+        Ok(Frontend {
+            tls,
+            generated,
+            authentication_timeout,
+            hba,
+            settings,
+        })
+    }
+
+    /// SIGHUP: the TLS files are read again; on failure the old context stays.
+    pub fn reload(&self) {
+        log::info!("received SIGHUP, reloading configuration files");
+        if let Some(t) = &self.tls {
+            match tls_config(&self.settings, &self.generated) {
+                Ok(c) => {
+                    let _ = t.reload(&c);
+                }
+                Err(e) => log::warn!("SSL configuration was not reloaded: {e}"),
+            }
+        }
+    }
+
+    /// Negotiates one accepted connection under authentication_timeout; None when it ended
+    /// in an error (logged).
+    pub fn accept(
+        &self,
+        sock: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<Accepted<Deadline<TcpStream>>> {
+        log::info!(
+            "connection received: host={} port={}",
+            peer.ip(),
+            peer.port()
+        );
+        let tls = self.tls.as_ref().map(|t| t.current());
+        let policy = ServerPolicy::new().peer_addr(peer.ip());
+        match accept_with_deadline(
+            sock,
+            policy,
+            tls.as_deref(),
+            Some(self.authentication_timeout),
+        ) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::warn!("{e}");
+                None
+            }
+        }
+    }
+
+    /// pg_hba.conf for this StartupMessage: the first matching line, `reject`, and the client
+    /// certificate checks (`clientcert`, `cert`). Returns the line's method, or None after
+    /// sending the FATAL. `password` lines give `password`.
+    pub fn authorize<W: Write>(
+        &self,
+        w: &mut W,
+        startup: &Startup,
+        session: &Option<SessionInfo>,
+        ip: IpAddr,
+    ) -> Option<AuthMethod> {
+        let (user, db) = (startup.user(), startup.database());
+        let enc = if session.is_some() {
+            "SSL encryption"
+        } else {
+            "no encryption"
+        };
+        let Some(line) = hba_match(&self.hba, session.is_some(), &db, &user, ip) else {
+            fatal(
+                w,
+                "28000",
+                format!(
+                    "no pg_hba.conf entry for host \"{ip}\", user \"{user}\", database \"{db}\", {enc}"
+                ),
+            );
+            return None;
+        };
+        let method = match line.method {
+            Method::Reject => {
+                fatal(
+                    w,
+                    "28000",
+                    format!(
+                        "pg_hba.conf rejects connection for host \"{ip}\", user \"{user}\", database \"{db}\", {enc}"
+                    ),
+                );
+                return None;
+            }
+            Method::Trust => AuthMethod::Trust,
+            Method::Password => AuthMethod::Password,
+            Method::Cert => AuthMethod::Cert,
+        };
+        if line.clientcert != ClientCertMode::Off || method == AuthMethod::Cert {
+            let s = session.clone().unwrap_or_default();
+            let ca = s.client_cert_requested;
+            match check_client_certificate(&s, &user, method, line.clientcert, line.clientname, ca)
+            {
+                Ok(Some(identity)) => {
+                    log::info!("connection authenticated: identity=\"{identity}\" method=cert")
+                }
+                Ok(None) => {}
+                Err(refusal) => {
+                    log::info!("{}", refusal.log);
+                    fatal(w, &refusal.response.code, refusal.response.message.clone());
+                    return None;
+                }
+            }
+        }
+        Some(method)
+    }
+
+    /// Serves `listener` until SIGINT or SIGTERM, a thread per connection, reloading TLS on
+    /// SIGHUP; then removes the generated certificate.
+    pub fn run(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        serve: impl Fn(Arc<Frontend>, TcpStream, SocketAddr) + Clone + Send + 'static,
+        ready: impl FnOnce(SocketAddr),
+    ) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let hup = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+        log::info!(
+            "listening on {} address \"{}\", port {}",
+            if addr.is_ipv6() { "IPv6" } else { "IPv4" },
+            addr.ip(),
+            addr.port()
+        );
+        ready(addr);
+        while !stop.load(Ordering::SeqCst) {
+            if hup.swap(false, Ordering::SeqCst) {
+                self.reload();
+            }
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    sock.set_nonblocking(false)?;
+                    let (me, serve) = (self.clone(), serve.clone());
+                    std::thread::spawn(move || serve(me, sock, peer));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => log::warn!("could not accept new connection: {e}"),
+            }
+        }
+        log::info!("received fast shutdown request");
+        if self.generated.is_some() {
+            remove_generated();
+        }
+        Ok(())
+    }
+}
