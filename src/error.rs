@@ -215,6 +215,26 @@ pub enum ClientError {
         "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request."
     )]
     ServerClosed,
+    /// The server's first message after the StartupMessage is neither an authentication
+    /// request, a NegotiateProtocolVersion nor an ErrorResponse (a ReadyForQuery with no
+    /// authentication, say).
+    #[error("expected authentication request from server, but received {}", char::from(*byte))]
+    UnexpectedFirstMessage {
+        /// The message type received.
+        byte: u8,
+    },
+    /// An authentication request whose length libpq does not accept (8 to 2000 bytes).
+    #[error("received invalid authentication request")]
+    InvalidAuthenticationRequest,
+    /// A NegotiateProtocolVersion whose length libpq does not accept (8 to 2000 bytes).
+    #[error("received invalid protocol negotiation message")]
+    InvalidProtocolNegotiation,
+    /// An ErrorResponse during start-up that is too short, too long or malformed.
+    #[error("received invalid error message")]
+    InvalidErrorMessage,
+    /// The server closed TLS cleanly (close_notify) before its first message.
+    #[error("SSL connection has been closed unexpectedly")]
+    SslConnectionClosed,
     /// A direct SSL handshake completed without ALPN.
     #[error("direct SSL connection was established without ALPN protocol negotiation extension")]
     DirectSslWithoutAlpn,

@@ -27,7 +27,7 @@
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
-//! use pgssl::server::{ServerNegotiator, ServerOutput, ServerPolicy};
+//! use pgssl::server::{ServerNegotiator, ServerOutcome, ServerOutput, ServerPolicy};
 //!
 //! # fn main() -> std::io::Result<()> {
 //! let listener = std::net::TcpListener::bind("127.0.0.1:5433")?;
@@ -39,17 +39,27 @@
 //!         ServerOutput::Transmit(reply) => sock.write_all(reply.as_bytes())?,
 //!         ServerOutput::NeedInput { max } => {
 //!             let n = sock.read(&mut buf[..max])?;
-//!             if n == 0 { neg.handle_eof() } else { neg.handle_input(&buf[..n]); }
+//!             if n == 0 {
+//!                 neg.handle_eof();
+//!             } else {
+//!                 let used = neg.handle_input(&buf[..n]);
+//!                 // Bytes not consumed follow a StartupMessage: the protocol's first messages.
+//!                 let _pipelined = &buf[used..n];
+//!             }
 //!         }
-//!         ServerOutput::Startup(startup) => {
+//!         ServerOutput::StartTls(_) => break, // never with ssl = off
+//!         ServerOutput::Done(ServerOutcome::Startup(startup)) => {
 //!             println!("user {} wants database {}", startup.user(), startup.database());
 //!             break; // authenticate, then serve
 //!         }
-//!         ServerOutput::Refuse(refusal) => {
+//!         ServerOutput::Done(ServerOutcome::Refuse(refusal)) => {
 //!             if let Some(bytes) = refusal.response_bytes() { sock.write_all(&bytes)?; }
 //!             break;
 //!         }
-//!         _ => break, // Cancel, or StartTls (not with ssl = off)
+//!         ServerOutput::Done(ServerOutcome::Cancel(cancel)) => {
+//!             println!("cancel request for backend {}", cancel.pid());
+//!             break;
+//!         }
 //!     }
 //! }
 //! # Ok(())
@@ -79,9 +89,9 @@ pub mod tls;
 pub mod wire;
 
 pub use channel::{Channel, HandshakeInfo, StartTls};
-pub use client::{ClientNegotiator, ClientOutput, SslMode, SslNegotiation};
+pub use client::{ClientNegotiator, ClientOutcome, ClientOutput, SslMode, SslNegotiation};
 pub use error::{ClientError, DecodeError, ServerError};
-pub use server::{ServerNegotiator, ServerOutput, ServerPolicy};
+pub use server::{ServerNegotiator, ServerOutcome, ServerOutput, ServerPolicy};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

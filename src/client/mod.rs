@@ -3,8 +3,7 @@
 //!
 //! [`ClientNegotiator`] is a sans-IO state machine with the same contract as the server's:
 //! drain [`poll_output`](ClientNegotiator::poll_output) after every `handle_*` call until it
-//! asks for input, for a TLS handshake, or returns [`ClientOutput::Ready`] or
-//! [`ClientOutput::Failed`]. The host loop:
+//! asks for input, for a TLS handshake, or returns [`ClientOutput::Done`]. The host loop:
 //!
 //! * [`ClientOutput::Connect`]: open a new connection (closing any previous one);
 //! * [`ClientOutput::Transmit`]: write the bytes (the SSLRequest);
@@ -14,11 +13,11 @@
 //! * [`ClientOutput::StartTls`]: run the client handshake offering ALPN "postgresql", then
 //!   [`handle_tls_established`](ClientNegotiator::handle_tls_established) or
 //!   [`handle_tls_failed`](ClientNegotiator::handle_tls_failed);
-//! * [`ClientOutput::Ready`]: send the StartupMessage over the channel given and
-//!   authenticate; if the server refuses with an ErrorResponse, report it with
-//!   [`handle_server_error`](ClientNegotiator::handle_server_error) and keep polling: libpq
-//!   may retry over a new connection with the next method;
-//! * [`ClientOutput::Failed`]: give up with libpq's error.
+//! * [`ClientOutput::Done`] with [`ClientOutcome::Ready`]: send the StartupMessage over the
+//!   channel given and authenticate; if the server refuses with an ErrorResponse, report it
+//!   with [`handle_server_error`](ClientNegotiator::handle_server_error) and keep polling:
+//!   libpq may retry over a new connection with the next method;
+//! * [`ClientOutput::Done`] with [`ClientOutcome::Failed`]: give up with libpq's error.
 //!
 //! The fallbacks are libpq's (PostgreSQL 17, fe-connect.c): `N` to an SSLRequest continues in
 //! plaintext on the same connection when the mode allows plaintext; a failed handshake, or an
@@ -49,28 +48,40 @@ pub struct Attempt {
 }
 
 /// What the host must do next, from [`ClientNegotiator::poll_output`].
+///
+/// Instructions, then [`ClientOutput::Done`] once the negotiation is decided — returned on
+/// every later poll too, with the same outcome, as the server's
+/// [`ServerOutput::Done`](crate::ServerOutput::Done) is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ClientOutput {
     /// Open a new connection to the server (closing the previous one, if any), then poll again.
     Connect(Attempt),
     /// Write these bytes to the server.
     Transmit(&'static [u8]),
-    /// Read at most `max` bytes and pass them to `handle_input`, or call `handle_eof`. Reading
-    /// exactly `max` never reads past the server's reply.
+    /// Read what the server sent, at most `max` bytes, and pass it to `handle_input`, or call
+    /// `handle_eof`. Reading exactly `max` never reads past the server's reply; a host that
+    /// reads what has already arrived behind it (as libpq does) lets the negotiator refuse
+    /// bytes stuffed after `S`.
     NeedInput {
         /// The most bytes the negotiator can use now.
         max: usize,
     },
     /// Run the TLS client handshake now, offering ALPN "postgresql".
     StartTls(StartTls),
-    /// The connection is ready: send the StartupMessage over this channel. Returned on every
-    /// poll until the host reports a server error or drops the negotiator.
+    /// Decided: ready for the StartupMessage, or failed.
+    Done(ClientOutcome),
+}
+
+/// How a client negotiation ended. Closed, so a `match` on it needs no catch-all arm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientOutcome {
+    /// The connection is ready: send the StartupMessage over this channel. If the server then
+    /// refuses with an ErrorResponse, report it with
+    /// [`handle_server_error`](ClientNegotiator::handle_server_error) and keep polling: libpq
+    /// may retry over a new connection with the next method.
     Ready(Channel),
     /// The connect failed, with libpq's message.
     Failed(ClientError),
-    /// The failure has already been returned.
-    Finished,
 }
 
 #[derive(Clone, Debug)]
@@ -80,7 +91,7 @@ enum State {
     AwaitReply,
     AwaitTls { direct: bool },
     Ready(Channel),
-    Failed(Option<ClientError>),
+    Failed(ClientError),
 }
 
 /// libpq's client-side negotiation for one connect. See the [module documentation](self).
@@ -110,13 +121,21 @@ impl ClientNegotiator {
         }
     }
 
-    /// The next thing the host must do.
+    /// The next thing the host must do. Drain it after every `handle_*` call until it asks for
+    /// input or for a TLS handshake, or returns [`ClientOutput::Done`].
+    #[must_use]
     pub fn poll_output(&mut self) -> ClientOutput {
         match &mut self.state {
             State::Connect => {
                 let Some(method) = self.plan.current() else {
-                    self.state = State::Failed(None);
-                    return ClientOutput::Finished;
+                    // Every failure leaves the plan through `fail`, never here; kept total.
+                    let error = self
+                        .errors
+                        .last()
+                        .cloned()
+                        .unwrap_or(ClientError::SslNotSupported);
+                    self.fail(error);
+                    return self.poll_output();
                 };
                 self.connections += 1;
                 let kind = self.plan.kind(method);
@@ -136,16 +155,14 @@ impl ClientNegotiator {
             }
             State::AwaitReply => ClientOutput::NeedInput { max: 1 },
             State::AwaitTls { direct } => ClientOutput::StartTls(StartTls { direct: *direct }),
-            State::Ready(channel) => ClientOutput::Ready(*channel),
-            State::Failed(error) => error
-                .take()
-                .map(ClientOutput::Failed)
-                .unwrap_or(ClientOutput::Finished),
+            State::Ready(channel) => ClientOutput::Done(ClientOutcome::Ready(*channel)),
+            State::Failed(error) => ClientOutput::Done(ClientOutcome::Failed(error.clone())),
         }
     }
 
     /// Bytes received from the server in plaintext. Returns how many were consumed; bytes
     /// after an `N` reply stay with the caller.
+    #[must_use = "bytes after an `N` reply belong to what follows"]
     pub fn handle_input(&mut self, data: &[u8]) -> usize {
         let Some(&byte) = data.first() else {
             return 0;
@@ -221,7 +238,7 @@ impl ClientNegotiator {
         }
     }
 
-    /// The server refused the connection after [`ClientOutput::Ready`] with this
+    /// The server refused the connection after [`ClientOutcome::Ready`] with this
     /// ErrorResponse (authentication failed, no pg_hba.conf entry, …). The next method is
     /// tried over a new connection if the plan has one; 57P03 ("the database system is
     /// starting up") ends the connect, as libpq moves to its next host instead.
@@ -275,6 +292,6 @@ impl ClientNegotiator {
     }
 
     fn fail(&mut self, error: ClientError) {
-        self.state = State::Failed(Some(error));
+        self.state = State::Failed(error);
     }
 }

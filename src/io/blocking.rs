@@ -1,78 +1,76 @@
-//! Blocking adapters over `std::io` streams.
+//! The blocking adapter: [`accept`] and [`connect`] over `std::io` streams.
 //!
-//! [`accept`] drives a [`ServerNegotiator`] and OpenSSL over one accepted stream until the
-//! negotiation is decided. The bytes of a direct SSL ClientHello that were read in plaintext
-//! are replayed into OpenSSL; nothing received in plaintext after an SSLRequest ever is.
+//! Each function is a read/write/handshake loop around the shared driver of [`crate::io`]:
+//! every decision (the reply to send, what a read may take, when TLS starts, what is replayed
+//! into it, libpq's attempt plan and its checks) is made there, the same for the tokio adapter.
+//! The bytes of a direct SSL ClientHello that were read in plaintext are replayed into
+//! OpenSSL; nothing received in plaintext after an SSLRequest ever is, on either side.
 
 use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
-use openssl::ssl::{HandshakeError, SslStream};
+use openssl::ssl::{HandshakeError, Ssl, SslRef};
 
-use crate::HandshakeInfo;
-use crate::server::{Cancel, Refusal, ServerNegotiator, ServerOutput, ServerPolicy, Startup};
-use crate::tls::{ServerTls, SessionInfo};
-use crate::wire::MAX_PACKET_LEN;
+use super::accept::{ServerDriver, ServerStep};
+use super::connect::{ClientDriver, ClientStep, FirstPacket, cancel_request, startup_message};
+use super::error::{AuthFailure, CONNECT_TIMEOUT_MESSAGE, ConnectError, TIMEOUT_MESSAGE};
+use super::replay::Replay;
+use super::stream::{Inner, Sealed, TlsLayer, plaintext, present, stream};
+use crate::server::{ServerOutcome, ServerPolicy};
+use crate::tls::{ClientTls, ClientTlsConfig, ServerTls};
 
-/// A stream whose first bytes come from a buffer: the direct SSL bytes the negotiator did not
-/// consume, replayed to OpenSSL before the socket's.
+/// The TLS stream of the blocking adapter (OpenSSL's, over the socket). Reached through
+/// [`PgStream`]; opaque.
 #[derive(Debug)]
-pub struct Replay<S> {
-    buf: Vec<u8>,
-    pos: usize,
-    inner: S,
-}
+pub struct TlsStream<S>(openssl::ssl::SslStream<Replay<S>>);
 
-impl<S> Replay<S> {
-    /// `inner`, with `buf` read first.
-    pub fn new(buf: Vec<u8>, inner: S) -> Self {
-        Replay { buf, pos: 0, inner }
+impl<S> Sealed for TlsStream<S> {}
+
+impl<S> TlsLayer<S> for TlsStream<S> {
+    fn ssl(&self) -> &SslRef {
+        self.0.ssl()
     }
-
-    /// Replayed bytes not read yet.
-    pub fn unread(&self) -> usize {
-        self.buf.len() - self.pos
+    fn get_ref(&self) -> &S {
+        self.0.get_ref().get_ref()
     }
-
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The underlying stream, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
+    fn get_mut(&mut self) -> &mut S {
+        self.0.get_mut().get_mut()
     }
 }
 
-impl<S: Read> Read for Replay<S> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos < self.buf.len() {
-            let n = out.len().min(self.buf.len() - self.pos);
-            out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-            self.pos += n;
-            if self.pos == self.buf.len() {
-                self.buf = Vec::new();
-                self.pos = 0;
-            }
-            return Ok(n);
-        }
-        self.inner.read(out)
+impl<S: Read + Write> Read for TlsStream<S> {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        self.0.read(b)
     }
 }
 
-impl<S: Write> Write for Replay<S> {
+impl<S: Read + Write> Write for TlsStream<S> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.inner.write(b)
+        self.0.write(b)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.0.flush()
     }
 }
+
+/// A negotiated connection of the blocking adapter.
+pub type PgStream<S> = super::PgStream<S, TlsStream<S>>;
+/// How [`accept`] ended.
+pub type Accepted<S> = super::Accepted<S, TlsStream<S>>;
+/// What [`connect`] returns: a TCP stream that keeps libpq's `connect_timeout` deadline until
+/// [`PgStream::clear_deadline`](super::PgStream::clear_deadline).
+pub type Connected = super::Connected<Deadline<TcpStream>, TlsStream<Deadline<TcpStream>>>;
 
 /// Streams whose reads can be given a timeout (what a deadline needs).
 pub trait ReadTimeout {
     /// Sets the timeout of every later read (None: block).
-    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()>;
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Sets the timeout of every later write (None: block). The default does nothing.
+    fn set_write_timeout(&self, _timeout: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Whether bytes have already arrived that a read would return at once (checked without
     /// consuming them). [`accept`] uses it to see bytes stuffed after an SSLRequest even when
@@ -83,9 +81,13 @@ pub trait ReadTimeout {
     }
 }
 
-impl ReadTimeout for std::net::TcpStream {
-    fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
-        std::net::TcpStream::set_read_timeout(self, t)
+impl ReadTimeout for TcpStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, t)
     }
 
     fn has_pending_input(&self) -> bool {
@@ -99,37 +101,48 @@ impl ReadTimeout for std::net::TcpStream {
 }
 
 impl ReadTimeout for std::os::unix::net::UnixStream {
-    fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         std::os::unix::net::UnixStream::set_read_timeout(self, t)
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_write_timeout(self, t)
     }
 }
 
-/// The text of the timeout error, PostgreSQL's ("canceling authentication due to timeout").
-pub const TIMEOUT_MESSAGE: &str = "canceling authentication due to timeout";
-
-/// A stream with an overall deadline: every read waits at most until the deadline, then fails
-/// with [`io::ErrorKind::TimedOut`] and [`TIMEOUT_MESSAGE`]. A client that connects and sends
-/// nothing, or trickles a byte at a time, cannot hold the connection past it.
+/// A stream with an overall deadline: every read and write waits at most until the deadline,
+/// then fails with [`io::ErrorKind::TimedOut`] and the deadline's text
+/// ([`TIMEOUT_MESSAGE`] on the server side, [`CONNECT_TIMEOUT_MESSAGE`] on the client
+/// side). A peer that sends nothing, or trickles a byte at a time, cannot hold the stream past
+/// it.
 #[derive(Debug)]
 pub struct Deadline<S> {
     inner: S,
-    deadline: Option<std::time::Instant>,
+    deadline: Option<Instant>,
+    message: &'static str,
 }
 
 impl<S: ReadTimeout> Deadline<S> {
-    /// `inner` with reads bounded by `timeout` from now (None: no deadline).
-    pub fn new(inner: S, timeout: Option<std::time::Duration>) -> Self {
+    /// `inner` with reads and writes bounded by `timeout` from now (None: no deadline), failing
+    /// with [`TIMEOUT_MESSAGE`].
+    pub fn new(inner: S, timeout: Option<Duration>) -> Self {
+        Deadline::until(inner, timeout.map(|t| Instant::now() + t), TIMEOUT_MESSAGE)
+    }
+
+    fn until(inner: S, deadline: Option<Instant>, message: &'static str) -> Self {
         Deadline {
             inner,
-            deadline: timeout.map(|t| std::time::Instant::now() + t),
+            deadline,
+            message,
         }
     }
 
-    /// Removes the deadline (after authentication, as PostgreSQL's authentication_timeout
-    /// ends there).
+    /// Removes the deadline (after authentication, as PostgreSQL's authentication_timeout and
+    /// libpq's connect_timeout end there).
     pub fn clear(&mut self) -> io::Result<()> {
         self.deadline = None;
-        self.inner.set_read_timeout(None)
+        self.inner.set_read_timeout(None)?;
+        self.inner.set_write_timeout(None)
     }
 
     /// The underlying stream.
@@ -141,29 +154,62 @@ impl<S: ReadTimeout> Deadline<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
-}
 
-impl<S: Read + ReadTimeout> Read for Deadline<S> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if let Some(d) = self.deadline {
-            let left = d.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, TIMEOUT_MESSAGE));
-            }
-            self.inner.set_read_timeout(Some(left))?;
+    /// The time left, or the timeout error once none is.
+    fn left(&self) -> io::Result<Option<Duration>> {
+        match self.deadline {
+            None => Ok(None),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(Some(left)),
+                _ => Err(self.expired()),
+            },
         }
-        self.inner.read(out).map_err(|e| match e.kind() {
+    }
+
+    fn expired(&self) -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, self.message)
+    }
+
+    fn bounded<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        r.map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut if self.deadline.is_some() => {
-                io::Error::new(io::ErrorKind::TimedOut, TIMEOUT_MESSAGE)
+                self.expired()
             }
             _ => e,
         })
     }
 }
 
+impl<S: Read + ReadTimeout> Read for Deadline<S> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(left) = self.left()? {
+            self.inner.set_read_timeout(Some(left))?;
+        }
+        let r = self.inner.read(out);
+        self.bounded(r)
+    }
+}
+
+impl<S: Write + ReadTimeout> Write for Deadline<S> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if let Some(left) = self.left()? {
+            self.inner.set_write_timeout(Some(left))?;
+        }
+        let r = self.inner.write(b);
+        self.bounded(r)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 impl<S: ReadTimeout> ReadTimeout for Deadline<S> {
-    fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(t)
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(t)
     }
 
     fn has_pending_input(&self) -> bool {
@@ -171,228 +217,98 @@ impl<S: ReadTimeout> ReadTimeout for Deadline<S> {
     }
 }
 
-impl<S: Write> Write for Deadline<S> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.inner.write(b)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+impl<S: ReadTimeout> super::PgStream<Deadline<S>, TlsStream<Deadline<S>>> {
+    /// Removes the negotiation's deadline, once authentication is over.
+    pub fn clear_deadline(&mut self) -> io::Result<()> {
+        self.get_mut().clear()
     }
 }
 
 /// [`accept`] with an overall deadline on the negotiation (PostgreSQL's
 /// `authentication_timeout` is 60 s). On timeout the error is [`io::ErrorKind::TimedOut`] with
-/// [`TIMEOUT_MESSAGE`]; the stream keeps the deadline until [`Deadline::clear`].
+/// [`TIMEOUT_MESSAGE`]; the stream keeps the deadline until
+/// [`PgStream::clear_deadline`](super::PgStream::clear_deadline).
 pub fn accept_with_deadline<S: Read + Write + ReadTimeout>(
     stream: S,
     policy: ServerPolicy,
     tls: Option<&ServerTls>,
-    timeout: Option<std::time::Duration>,
+    timeout: Option<Duration>,
 ) -> io::Result<Accepted<Deadline<S>>> {
     accept(Deadline::new(stream, timeout), policy, tls)
 }
 
-/// A negotiated connection: plaintext, or TLS over the stream.
-#[derive(Debug)]
-pub enum PgStream<S> {
-    /// No encryption.
-    Plain(S),
-    /// TLS.
-    Tls(Box<SslStream<Replay<S>>>),
-}
-
-impl<S: Read + Write> Read for PgStream<S> {
-    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            PgStream::Plain(s) => s.read(b),
-            PgStream::Tls(s) => s.read(b),
-        }
-    }
-}
-
-impl<S: Read + Write> Write for PgStream<S> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        match self {
-            PgStream::Plain(s) => s.write(b),
-            PgStream::Tls(s) => s.write(b),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            PgStream::Plain(s) => s.flush(),
-            PgStream::Tls(s) => s.flush(),
-        }
-    }
-}
-
-impl<S> PgStream<S> {
-    /// The TLS session, if any.
-    pub fn ssl(&self) -> Option<&openssl::ssl::SslRef> {
-        match self {
-            PgStream::Plain(_) => None,
-            PgStream::Tls(s) => Some(s.ssl()),
-        }
-    }
-
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        match self {
-            PgStream::Plain(s) => s,
-            PgStream::Tls(s) => s.get_ref().get_ref(),
-        }
-    }
-}
-
-impl<S: ReadTimeout> PgStream<Deadline<S>> {
-    /// Removes the negotiation's deadline, once authentication is over.
-    pub fn clear_deadline(&mut self) -> io::Result<()> {
-        match self {
-            PgStream::Plain(d) => d.clear(),
-            PgStream::Tls(s) => s.get_mut().get_mut().clear(),
-        }
-    }
-}
-
-/// How an accepted connection's negotiation ended.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Accepted<S> {
-    /// A StartupMessage arrived; authenticate and serve over `stream`.
-    Startup {
-        /// The negotiated stream.
-        stream: PgStream<S>,
-        /// The StartupMessage.
-        startup: Startup,
-        /// The TLS session's facts, when TLS is in use.
-        session: Option<SessionInfo>,
-        /// Bytes received after the StartupMessage (empty for a client that waits for the
-        /// server's reply, as every client does).
-        leftover: Vec<u8>,
-    },
-    /// A CancelRequest arrived (nothing has been sent back).
-    Cancel(Cancel),
-    /// The connection was refused; the ErrorResponse, if any, has been sent.
-    Refused(Refusal),
-}
-
 /// Runs the server side of the negotiation over `stream`. TLS is available exactly when `tls`
-/// is given (the policy's own `tls` flag is replaced).
+/// is given; a policy whose own [`tls`](ServerPolicy::tls) setting contradicts it is refused
+/// with [`io::ErrorKind::InvalidInput`].
 ///
-/// I/O errors are returned as they are; a peer that goes away mid-negotiation is a
-/// [`Accepted::Refused`] with [`crate::ServerError::ClosedByClient`] or
-/// [`crate::ServerError::IncompletePacket`], as PostgreSQL treats it.
+/// Each read takes at most the packet the negotiator asks for, plus what has already arrived
+/// behind it, as PostgreSQL's buffered read: so bytes stuffed after an SSLRequest are refused
+/// (CVE-2021-23214). I/O errors are returned as they are; a peer that goes away
+/// mid-negotiation is a [`Refused`](super::Accepted::Refused) with
+/// [`crate::ServerError::ClosedByClient`] or [`crate::ServerError::IncompletePacket`], as
+/// PostgreSQL treats it.
 pub fn accept<S: Read + Write + ReadTimeout>(
     stream: S,
     policy: ServerPolicy,
     tls: Option<&ServerTls>,
 ) -> io::Result<Accepted<S>> {
-    let policy = policy.tls(tls.is_some());
-    let mut neg = ServerNegotiator::new(policy);
-    let mut conn = Some(PgStream::Plain(stream));
-    let mut buf = vec![0u8; MAX_PACKET_LEN];
-    let mut pending: Vec<u8> = Vec::new();
+    let mut d = ServerDriver::new(policy, tls)?;
+    let mut conn = Some(PgStream::plain(stream));
     loop {
-        let out = neg.poll_output();
-        match out {
-            ServerOutput::Transmit(reply) => {
-                let c = conn.as_mut().expect("stream present");
-                c.write_all(reply.as_bytes())?;
-                c.flush()?;
+        match d.next() {
+            ServerStep::Write(bytes) => write_flush(present(&mut conn)?, bytes)?,
+            ServerStep::Read { max } => {
+                let r = read_packet(present(&mut conn)?, d.input(), max);
+                d.handle_read(r)?;
             }
-            ServerOutput::NeedInput { max } => {
-                let c = conn.as_mut().expect("stream present");
-                let mut n = match c.read(&mut buf[..max]) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
-                    Err(e) => return Err(e),
-                };
-                // Exact reads never over-read; but bytes that have already arrived behind the
-                // packet (stuffed after an SSLRequest, say) are taken with it, so that the
-                // negotiator sees them as PostgreSQL sees its receive buffer.
-                if let PgStream::Plain(raw) = &*c {
-                    if n == max && raw.has_pending_input() {
-                        n += c.read(&mut buf[n..]).unwrap_or(0);
-                    }
-                }
-                if n == 0 {
-                    neg.handle_eof();
-                } else {
-                    let used = neg.handle_input(&buf[..n]);
-                    pending.extend_from_slice(&buf[used..n]);
-                }
-            }
-            ServerOutput::StartTls(st) => {
-                let tls = tls.expect("TLS is only started when a context is given");
-                let Some(PgStream::Plain(raw)) = conn.take() else {
-                    unreachable!("TLS starts on a plaintext stream")
-                };
-                // Direct SSL: what was read belongs to the ClientHello. SSLRequest path: the
-                // negotiator refused any byte after the request, so there is nothing.
-                let replay = if st.direct {
-                    std::mem::take(&mut pending)
-                } else {
-                    Vec::new()
-                };
-                let ssl = tls.new_ssl().map_err(io::Error::other)?;
-                match ssl.accept(Replay::new(replay, raw)) {
+            ServerStep::Handshake { ssl, replay } => {
+                let raw = plaintext(conn.take())?;
+                conn = match ssl.accept(Replay::new(replay, raw)) {
                     Ok(s) => {
-                        let info = HandshakeInfo::new(s.ssl().selected_alpn_protocol())
-                            .with_unread_plaintext(s.get_ref().unread());
-                        neg.handle_tls_established(info);
-                        conn = Some(PgStream::Tls(Box::new(s)));
+                        d.handshake_done(s.ssl(), s.get_ref().unread());
+                        Some(PgStream::tls(TlsStream(s)))
                     }
-                    Err(HandshakeError::Failure(mid)) => {
-                        let reason = handshake_reason(mid.error());
-                        neg.handle_tls_failed(&reason);
+                    Err(HandshakeError::Failure(mid) | HandshakeError::WouldBlock(mid)) => {
+                        d.handshake_failed(mid.error());
+                        None
                     }
                     Err(HandshakeError::SetupFailure(e)) => {
-                        neg.handle_tls_failed(&crate::tls::openssl_reason(&e));
+                        d.handshake_setup_failed(&e);
+                        None
                     }
-                    Err(HandshakeError::WouldBlock(_)) => {
-                        neg.handle_tls_failed("the stream would block (blocking streams only)");
-                    }
-                }
-            }
-            ServerOutput::Startup(startup) => {
-                let stream = conn.take().expect("stream present");
-                let session = match stream.ssl() {
-                    Some(ssl) => Some(SessionInfo::from_ssl(ssl).map_err(io::Error::other)?),
-                    None => None,
                 };
-                return Ok(Accepted::Startup {
-                    stream,
-                    startup,
-                    session,
-                    leftover: pending,
-                });
             }
-            ServerOutput::Cancel(c) => {
-                // Close TLS cleanly (close_notify), as PostgreSQL does: libpq 17's encrypted
-                // cancel reads until then and reports an unexpected EOF otherwise.
-                if let Some(PgStream::Tls(s)) = conn.as_mut() {
-                    close_tls(s);
+            ServerStep::Done(outcome) => {
+                if let Some(c) = conn.as_mut() {
+                    conclude(c, &outcome);
                 }
-                return Ok(Accepted::Cancel(c));
+                return d.finish(outcome, conn);
             }
-            ServerOutput::Refuse(r) => {
-                if let (Some(c), Some(bytes)) = (conn.as_mut(), r.response_bytes()) {
-                    // The peer may already be gone; the refusal stands either way.
-                    let _ = c.write_all(&bytes).and_then(|()| c.flush());
-                }
-                if let Some(PgStream::Tls(s)) = conn.as_mut() {
-                    close_tls(s);
-                }
-                return Ok(Accepted::Refused(r));
-            }
-            ServerOutput::Finished => unreachable!("outcomes end the loop"),
         }
+    }
+}
+
+/// What a refusal or a cancel still needs: the ErrorResponse (the peer may already be gone:
+/// the refusal stands either way), and close_notify on TLS, as PostgreSQL sends it (libpq
+/// 17's encrypted cancel reads until then).
+fn conclude<S: Read + Write + ReadTimeout>(conn: &mut PgStream<S>, outcome: &ServerOutcome) {
+    if let ServerOutcome::Refuse(r) = outcome {
+        if let Some(bytes) = r.response_bytes() {
+            let _ = write_flush(conn, &bytes);
+        }
+    }
+    if matches!(outcome, ServerOutcome::Startup(_)) {
+        return;
+    }
+    if let Inner::Tls(t) = conn.inner_mut() {
+        close_tls(&mut t.0);
     }
 }
 
 /// Sends close_notify, then drains whatever the peer has already sent (without waiting), so
 /// that closing the socket with unread bytes does not reset the connection under the peer's
 /// last read.
-fn close_tls<S: Read + Write + ReadTimeout>(s: &mut SslStream<Replay<S>>) {
+fn close_tls<S: Read + Write + ReadTimeout>(s: &mut openssl::ssl::SslStream<Replay<S>>) {
     if s.shutdown().is_err() {
         return;
     }
@@ -408,311 +324,156 @@ fn close_tls<S: Read + Write + ReadTimeout>(s: &mut SslStream<Replay<S>>) {
     }
 }
 
-/// The reason OpenSSL gives for a failed handshake, as PostgreSQL logs it.
-pub(crate) fn handshake_reason(e: &openssl::ssl::Error) -> String {
-    match (e.ssl_error(), e.io_error()) {
-        (Some(stack), _) if !stack.errors().is_empty() => crate::tls::openssl_reason(stack),
-        (_, Some(io)) => crate::tls::io_reason(io),
-        _ => "EOF detected".to_owned(),
+/// Reads at most `max` bytes into `input`, and then, on the plaintext stream, what has already
+/// arrived behind them.
+fn read_packet<S: Read + Write + ReadTimeout>(
+    conn: &mut PgStream<S>,
+    input: &mut [u8],
+    max: usize,
+) -> io::Result<usize> {
+    let n = conn.read(&mut input[..max])?;
+    if n == max && !conn.is_tls() && conn.get_ref().has_pending_input() {
+        return Ok(n + conn.read(&mut input[n..]).unwrap_or(0));
     }
-}
-
-/// A client connection that libpq's plan negotiated and on which the server accepted the
-/// StartupMessage (its first reply was not an ErrorResponse).
-#[derive(Debug)]
-pub struct Connected {
-    /// The stream, TLS or plaintext as the sslmode decided.
-    pub stream: PgStream<std::net::TcpStream>,
-    /// The TLS session's facts, when TLS is in use.
-    pub session: Option<SessionInfo>,
-    /// The server's first message after the StartupMessage (an authentication request, or
-    /// NegotiateProtocolVersion), whole.
-    pub first_message: Vec<u8>,
-    /// How many connections the plan made (2 after a fallback).
-    pub connections: u32,
-    /// The client TLS setup, for later checks (`sslcertmode`, channel binding).
-    pub tls: Option<std::sync::Arc<crate::tls::ClientTls>>,
-}
-
-/// Why [`connect`] failed, with libpq's message.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] crate::tls::ClientConfigError),
-    /// The TLS setup or handshake failed (the last attempt's reason).
-    #[error(transparent)]
-    Tls(#[from] crate::tls::ClientTlsError),
-    /// The negotiation or the server refused.
-    #[error(transparent)]
-    Negotiation(#[from] crate::ClientError),
-    /// The TCP connection failed.
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
-
-/// A failure during authentication, as the host's callback reports it to [`connect_with`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum AuthFailure {
-    /// The server refused with this ErrorResponse: libpq's fallback may reconnect with the
-    /// next method (an ErrorResponse during authentication is CONNECTION_FAILED in libpq).
-    Server(crate::wire::ErrorResponse),
-    /// Give up with this error.
-    Abort(ConnectError),
-}
-
-impl From<io::Error> for AuthFailure {
-    fn from(e: io::Error) -> Self {
-        AuthFailure::Abort(e.into())
-    }
+    Ok(n)
 }
 
 /// Connects as libpq does: runs the attempt plan of the configuration's sslmode and
 /// sslnegotiation over new TCP connections, verifies the server as libpq would, sends the
-/// StartupMessage (`user`, `database`, `application_name`) and reads the server's first reply.
-/// An ErrorResponse there (pg_hba.conf refusing the encryption) makes libpq's fallback
-/// reconnect; anything else ends the negotiation and the stream is returned for
+/// StartupMessage (`user`, `database`, `application_name`) and reads the server's first
+/// message, checked as libpq checks it. An ErrorResponse there (pg_hba.conf refusing the
+/// encryption) makes libpq's fallback reconnect; an authentication request or a
+/// NegotiateProtocolVersion ends the negotiation and the stream is returned for
 /// authentication.
-pub fn connect(config: &crate::tls::ClientTlsConfig) -> Result<Connected, ConnectError> {
+///
+/// `connect_timeout` (at least 2 s, as in libpq) is a deadline for the whole attempt at an
+/// address — TCP connect, negotiation, TLS handshake, first message, fallbacks and the
+/// authentication of [`connect_with`] — not a timeout per read: past it the connect fails
+/// with [`ConnectError::Timeout`] ("timeout expired"), with no fallback. The returned stream
+/// keeps the deadline until [`PgStream::clear_deadline`](super::PgStream::clear_deadline).
+pub fn connect(config: &ClientTlsConfig) -> Result<Connected, ConnectError> {
     connect_with(config, |_| Ok(())).map(|(c, ())| c)
 }
 
 /// [`connect`], with the host's authentication run inside libpq's plan: `authenticate` gets
-/// each connection whose first reply was not an ErrorResponse; returning
+/// each connection whose first message was an authentication request; returning
 /// [`AuthFailure::Server`] (a refused password, say) lets the plan fall back to the next
 /// method over a new connection, as libpq does.
 pub fn connect_with<T>(
-    config: &crate::tls::ClientTlsConfig,
+    config: &ClientTlsConfig,
     authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
-    let startup = super::common::startup_message(config);
-    run_plan(config, &startup, true, authenticate)
+    run_plan(config, startup_message(config), authenticate)?.ok_or_else(no_connection)
 }
 
 /// [`connect_with`] sending `startup` (a whole StartupMessage, e.g. a proxy's client's)
 /// instead of one built from the configuration.
 pub fn connect_with_startup<T>(
-    config: &crate::tls::ClientTlsConfig,
+    config: &ClientTlsConfig,
     startup: &[u8],
     authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
-    run_plan(config, startup, true, authenticate)
+    let first = FirstPacket::Startup(bytes::Bytes::copy_from_slice(startup));
+    run_plan(config, first, authenticate)?.ok_or_else(no_connection)
 }
 
 /// Sends a CancelRequest for backend `pid` with `key`, over a connection negotiated as the
 /// configuration says (PostgreSQL 17's libpq encrypts cancel requests the same way). Nothing
 /// is read back: the server answers a cancel request by closing.
-pub fn send_cancel(
-    config: &crate::tls::ClientTlsConfig,
-    pid: u32,
-    key: &[u8],
-) -> Result<(), ConnectError> {
-    let mut packet = bytes::BytesMut::new();
-    crate::wire::encode_cancel_request(&mut packet, pid, key);
-    run_plan(config, &packet, false, |_| Ok(())).map(|_| ())
+pub fn send_cancel(config: &ClientTlsConfig, pid: u32, key: &[u8]) -> Result<(), ConnectError> {
+    run_plan(config, cancel_request(pid, key), |_| Ok(())).map(|_| ())
 }
 
-fn run_plan<T>(
-    config: &crate::tls::ClientTlsConfig,
-    first_packet: &[u8],
-    expect_reply: bool,
-    mut authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
-) -> Result<(Connected, T), ConnectError> {
-    use crate::client::{ClientNegotiator, ClientOutput};
-    use std::net::TcpStream;
-    use std::sync::Arc;
+fn no_connection() -> ConnectError {
+    io::Error::other("the connect ended without a connection").into()
+}
 
-    let (mode, negotiation) = config.validate()?;
-    let mut neg = ClientNegotiator::with_mode(mode, negotiation);
-    let mut tls: Option<Arc<crate::tls::ClientTls>> = None;
-    let mut last_tls_error: Option<crate::tls::ClientTlsError> = None;
-    let mut conn: Option<PgStream<TcpStream>> = None;
-    let timeout = config
-        .connect_timeout
-        .filter(|&t| t > 0)
-        .map(|t| std::time::Duration::from_secs(t.max(2)));
+/// The attempt plan: Some with the connection and the callback's result, None once a cancel
+/// request was sent.
+fn run_plan<T>(
+    config: &ClientTlsConfig,
+    first: FirstPacket,
+    mut authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
+) -> Result<Option<(Connected, T)>, ConnectError> {
+    let mut d = ClientDriver::new(config, first)?;
+    let mut conn: Option<PgStream<Deadline<TcpStream>>> = None;
     loop {
-        match neg.poll_output() {
-            ClientOutput::Connect(_) => {
+        match d.next() {
+            ClientStep::Resolve { host, port } => {
+                let addrs = (host, port).to_socket_addrs().map(Iterator::collect);
+                d.handle_resolved(addrs);
+            }
+            ClientStep::Connect { addr, deadline } => {
                 conn = None;
-                let target = config
-                    .hostaddr
-                    .as_deref()
-                    .unwrap_or(if config.host.is_empty() {
-                        "localhost"
-                    } else {
-                        &config.host
-                    });
-                let addrs: Vec<_> =
-                    std::net::ToSocketAddrs::to_socket_addrs(&(target, config.port))?.collect();
-                let mut last = None;
-                for a in addrs {
-                    let r = match timeout {
-                        Some(t) => TcpStream::connect_timeout(&a, t),
-                        None => TcpStream::connect(a),
-                    };
-                    match r {
-                        Ok(s) => {
-                            s.set_read_timeout(timeout)?;
-                            s.set_nodelay(true)?;
-                            conn = Some(PgStream::Plain(s));
-                            break;
-                        }
-                        Err(e) => last = Some(e),
-                    }
-                }
-                if conn.is_none() {
-                    return Err(last
-                        .unwrap_or_else(|| io::Error::other("could not translate host name"))
-                        .into());
-                }
+                let r = tcp_connect(addr, deadline).map(|s| conn = Some(PgStream::plain(s)));
+                d.handle_connected(r);
             }
-            ClientOutput::Transmit(bytes) => {
-                let c = conn.as_mut().expect("connected");
-                c.write_all(bytes)?;
-                c.flush()?;
+            ClientStep::Write(bytes) => {
+                let r = write_flush(present(&mut conn)?, &bytes);
+                d.handle_written(r);
             }
-            ClientOutput::NeedInput { max } => {
-                let c = conn.as_mut().expect("connected");
-                let mut buf = [0u8; 16];
-                let n = c.read(&mut buf[..max.min(16)])?;
-                if n == 0 {
-                    neg.handle_eof();
-                } else {
-                    neg.handle_input(&buf[..n]);
-                }
+            ClientStep::Read { max } => {
+                let c = present(&mut conn)?;
+                let r = c.read(d.input(max));
+                d.handle_read(r, c.is_tls());
             }
-            ClientOutput::StartTls(_) => {
-                let Some(PgStream::Plain(raw)) = conn.take() else {
-                    unreachable!("TLS starts on a plaintext stream")
-                };
-                let setup = match &tls {
-                    Some(t) => Ok(t.clone()),
-                    None => crate::tls::ClientTls::new(config).map(Arc::new),
-                };
-                let t = match setup {
-                    Ok(t) => {
-                        tls = Some(t.clone());
-                        t
-                    }
-                    Err(e) => {
-                        neg.handle_tls_failed(&e.to_string());
-                        last_tls_error = Some(e);
-                        continue;
-                    }
-                };
-                let ssl = match t.new_ssl() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        neg.handle_tls_failed(&e.to_string());
-                        last_tls_error = Some(e);
-                        continue;
-                    }
-                };
-                match ssl.connect(Replay::new(Vec::new(), raw)) {
-                    Ok(s) => match t.check_established(s.ssl()) {
-                        Ok(()) => {
-                            neg.handle_tls_established(HandshakeInfo::new(
-                                s.ssl().selected_alpn_protocol(),
-                            ));
-                            conn = Some(PgStream::Tls(Box::new(s)));
-                        }
-                        Err(e) => {
-                            neg.handle_tls_failed(&e.to_string());
-                            last_tls_error = Some(e);
-                        }
-                    },
-                    Err(HandshakeError::Failure(mid)) => {
-                        let e = t.handshake_error(mid.error(), Some(mid.ssl()));
-                        neg.handle_tls_failed(&e.to_string());
-                        last_tls_error = Some(e);
-                    }
-                    Err(HandshakeError::SetupFailure(e)) => {
-                        neg.handle_tls_failed(&crate::tls::openssl_reason(&e));
-                    }
-                    Err(HandshakeError::WouldBlock(_)) => {
-                        neg.handle_tls_failed("the stream would block (blocking streams only)");
-                    }
-                }
+            ClientStep::BuildTls => d.handle_tls_context(ClientTls::new(config)),
+            ClientStep::Handshake(ssl) => {
+                conn = client_handshake(&mut d, ssl, plaintext(conn.take())?);
             }
-            ClientOutput::Ready(_) => {
-                let c = conn.as_mut().expect("connected");
-                let sent = c.write_all(first_packet).and_then(|()| c.flush());
-                let msg = match (sent, expect_reply) {
-                    (Ok(()), true) => read_message(c),
-                    (Ok(()), false) => Ok(vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0]),
-                    // Like libpq, read on after a failed write: the reason is usually a TLS
-                    // alert waiting to be read (a refused client certificate).
-                    (Err(e), _) => read_message(c).and(Err(e)),
-                };
-                let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => return Err(super::common::tls_io_error(e, c.ssl().is_some())),
-                };
-                if msg[0] == b'E' {
-                    match crate::wire::ErrorResponse::decode(&msg) {
-                        Ok(crate::wire::Decoded::Complete(resp, _)) => {
-                            neg.handle_server_error(resp);
-                            continue;
-                        }
-                        _ => {
-                            return Err(
-                                io::Error::other("invalid ErrorResponse from server").into()
-                            );
-                        }
-                    }
-                }
-                let stream = conn.take().expect("connected");
-                let session = match stream.ssl() {
-                    Some(ssl) => Some(SessionInfo::from_ssl(ssl).map_err(io::Error::other)?),
-                    None => None,
-                };
-                // AuthenticationOk straight away: libpq's sslcertmode=require check.
-                if expect_reply && msg[0] == b'R' && msg.len() >= 9 && msg[5..9] == [0, 0, 0, 0] {
-                    if let (Some(t), Some(ssl)) = (&tls, stream.ssl()) {
-                        t.check_cert_mode(ssl)?;
-                    }
-                }
-                let mut connected = Connected {
-                    tls: if stream.ssl().is_some() {
-                        tls.clone()
-                    } else {
-                        None
-                    },
-                    stream,
-                    session,
-                    first_message: msg,
-                    connections: neg.connections(),
-                };
+            ClientStep::Authenticate => {
+                let mut connected = d.connected(stream(conn.take())?)?;
                 match authenticate(&mut connected) {
-                    Ok(t) => return Ok((connected, t)),
-                    Err(AuthFailure::Server(resp)) => {
-                        drop(connected);
-                        neg.handle_server_error(resp);
-                    }
-                    Err(AuthFailure::Abort(e)) => return Err(e),
+                    Ok(t) => return Ok(Some((connected, t))),
+                    Err(failure) => d.handle_auth_failure(failure),
                 }
             }
-            ClientOutput::Failed(e) => {
-                return Err(match (e, last_tls_error) {
-                    (crate::ClientError::TlsHandshake { .. }, Some(t)) => t.into(),
-                    (e, _) => e.into(),
-                });
-            }
-            ClientOutput::Finished => unreachable!("failures end the loop"),
+            ClientStep::Done(result) => return result.map(|()| None),
         }
     }
 }
 
-/// Reads the server's first reply (type byte, length, body), bounded as libpq bounds it.
-fn read_message<S: Read>(s: &mut S) -> io::Result<Vec<u8>> {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head)
-        .map_err(super::common::closed_as_libpq)?;
-    let mut msg = head.to_vec();
-    msg.resize(5 + super::common::reply_body_len(&head)?, 0);
-    s.read_exact(&mut msg[5..])?;
-    Ok(msg)
+/// A TCP connection to `addr`, with the deadline on it.
+fn tcp_connect(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<Deadline<TcpStream>> {
+    let s = match deadline {
+        None => TcpStream::connect(addr)?,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    CONNECT_TIMEOUT_MESSAGE,
+                ));
+            }
+            TcpStream::connect_timeout(&addr, left)?
+        }
+    };
+    s.set_nodelay(true)?;
+    Ok(Deadline::until(s, deadline, CONNECT_TIMEOUT_MESSAGE))
+}
+
+/// The client handshake over `raw`; the TLS stream when the driver accepts what it established.
+fn client_handshake<S: Read + Write>(
+    d: &mut ClientDriver<'_>,
+    ssl: Ssl,
+    raw: S,
+) -> Option<PgStream<S>> {
+    match ssl.connect(Replay::new(Vec::new(), raw)) {
+        Ok(s) => d
+            .handshake_done(s.ssl())
+            .then(|| PgStream::tls(TlsStream(s))),
+        Err(HandshakeError::Failure(mid) | HandshakeError::WouldBlock(mid)) => {
+            d.handshake_failed(mid.error(), Some(mid.ssl()));
+            None
+        }
+        Err(HandshakeError::SetupFailure(e)) => {
+            d.handshake_setup_failed(&e);
+            None
+        }
+    }
+}
+
+fn write_flush<W: Write>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    w.write_all(bytes)?;
+    w.flush()
 }

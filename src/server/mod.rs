@@ -10,8 +10,8 @@
 //!    [`ServerOutput::StartTls`] (run the handshake, then call
 //!    [`handle_tls_established`](ServerNegotiator::handle_tls_established) or
 //!    [`handle_tls_failed`](ServerNegotiator::handle_tls_failed));
-//! 2. repeat until it returns an outcome: [`ServerOutput::Startup`], [`ServerOutput::Cancel`]
-//!    or [`ServerOutput::Refuse`].
+//! 2. repeat until it returns [`ServerOutput::Done`] with the [`ServerOutcome`]: a
+//!    StartupMessage, a CancelRequest, or a refusal.
 //!
 //! After TLS is up the host keeps feeding `handle_input`, now with the decrypted bytes.
 //!
@@ -29,17 +29,18 @@ mod outcome;
 mod packet_buf;
 mod policy;
 
-pub use outcome::{Cancel, NegotiationEvent, Refusal, Reply, ServerOutput, Startup};
+pub use outcome::{Cancel, NegotiationEvent, Refusal, Reply, ServerOutcome, ServerOutput, Startup};
 pub use policy::ServerPolicy;
 
-use bytes::Bytes;
+use std::sync::Arc;
+
 use log::{debug, info, warn};
 
 use crate::channel::{Channel, HandshakeInfo, StartTls};
 use crate::error::{DecodeError, ServerError};
 use crate::wire::{
     ALPN_PROTOCOL, Decoded, GSSENC_REQUEST_CODE, InitialPacket, MAX_PACKET_LEN, MIN_PACKET_LEN,
-    ProtocolVersion, SSL_REQUEST_CODE, StartupMessage, TLS_HANDSHAKE_RECORD, decode_initial,
+    ProtocolVersion, SSL_REQUEST_CODE, StartupMessage, decode_initial,
 };
 use packet_buf::{Assembled, Fill, PacketBuf};
 
@@ -50,8 +51,8 @@ enum State {
     Reading,
     /// Waiting for the host's TLS handshake.
     AwaitTls { direct: bool },
-    /// Decided; the outcome until it is polled.
-    Finished(Option<ServerOutput>),
+    /// Decided: the outcome, returned by every later poll.
+    Finished(ServerOutcome),
 }
 
 /// One connection's server-side negotiation. See the [module documentation](self) for the
@@ -67,7 +68,9 @@ pub struct ServerNegotiator {
     ssl_done: bool,
     gss_done: bool,
     buf: PacketBuf,
-    events: [Option<NegotiationEvent>; 3],
+    /// Each kind of event happens at most once per connection, so one slot per kind holds
+    /// every sequence: none is ever dropped.
+    events: [Option<NegotiationEvent>; NegotiationEvent::KINDS],
 }
 
 impl ServerNegotiator {
@@ -82,12 +85,13 @@ impl ServerNegotiator {
             ssl_done: false,
             gss_done: false,
             buf: PacketBuf::default(),
-            events: [None; 3],
+            events: [None; NegotiationEvent::KINDS],
         }
     }
 
     /// The next thing the host must do. Drain it after every `handle_*` call until it asks for
-    /// input or for a TLS handshake, or returns an outcome.
+    /// input or for a TLS handshake, or returns [`ServerOutput::Done`].
+    #[must_use]
     pub fn poll_output(&mut self) -> ServerOutput {
         if let Some(reply) = self.reply.take() {
             return ServerOutput::Transmit(reply);
@@ -97,7 +101,7 @@ impl ServerNegotiator {
                 max: self.buf.wanted(),
             },
             State::AwaitTls { direct } => ServerOutput::StartTls(StartTls { direct: *direct }),
-            State::Finished(outcome) => outcome.take().unwrap_or(ServerOutput::Finished),
+            State::Finished(outcome) => ServerOutput::Done(outcome.clone()),
         }
     }
 
@@ -108,6 +112,7 @@ impl ServerNegotiator {
     /// protocol after a StartupMessage (the first regular messages). Bytes that arrive where the
     /// protocol allows none (after an SSLRequest or a GSSENCRequest) are consumed and refuse
     /// the connection.
+    #[must_use = "the bytes not consumed belong to what follows (TLS, or the protocol)"]
     pub fn handle_input(&mut self, data: &[u8]) -> usize {
         if data.is_empty() {
             return 0;
@@ -231,18 +236,13 @@ impl ServerNegotiator {
     }
 
     fn read(&mut self, data: &[u8]) -> usize {
-        if self.at_first_byte {
-            self.at_first_byte = false;
-            if data[0] == TLS_HANDSHAKE_RECORD {
-                self.direct_ssl();
-                return 0;
-            }
-        }
+        // A leading 0x16 is direct SSL only as the connection's very first byte.
+        let first_byte = std::mem::take(&mut self.at_first_byte);
         if self.buf.is_empty() {
             // Fast path: a whole packet in hand is decoded in place, without copying.
-            match decode_initial(data, false) {
+            match decode_initial(data, first_byte) {
                 Ok(Decoded::Complete(packet, n)) => {
-                    return n + self.on_packet(packet, Raw::Slice(&data[..n]), &data[n..]);
+                    return n + self.on_packet(packet, &data[..n], &data[n..]);
                 }
                 Ok(Decoded::Partial(_)) => {}
                 Err(e) => {
@@ -261,22 +261,17 @@ impl ServerNegotiator {
                 let rest = &data[taken..];
                 taken
                     + match self.buf.take() {
-                        Assembled::Heap(v) => {
-                            let bytes = Bytes::from(v);
-                            self.dispatch(&bytes, Raw::Shared(&bytes), rest)
-                        }
-                        Assembled::Inline(array, len) => {
-                            self.dispatch(&array[..len], Raw::Slice(&array[..len]), rest)
-                        }
+                        Assembled::Heap(v) => self.dispatch(&v, rest),
+                        Assembled::Inline(array, len) => self.dispatch(&array[..len], rest),
                     }
             }
         }
     }
 
     /// Decodes an assembled packet and acts on it; returns how much of `rest` was consumed.
-    fn dispatch(&mut self, packet: &[u8], raw: Raw<'_>, rest: &[u8]) -> usize {
+    fn dispatch(&mut self, packet: &[u8], rest: &[u8]) -> usize {
         match decode_initial(packet, false) {
-            Ok(Decoded::Complete(p, _)) => self.on_packet(p, raw, rest),
+            Ok(Decoded::Complete(p, _)) => self.on_packet(p, packet, rest),
             Ok(Decoded::Partial(_)) => unreachable!("an assembled packet is complete"),
             Err(e) => {
                 self.refuse(e.into());
@@ -287,13 +282,13 @@ impl ServerNegotiator {
 
     /// Acts on one whole packet. `rest` is what followed it in the same input. Returns how
     /// many bytes of `rest` were consumed.
-    fn on_packet(&mut self, packet: InitialPacket<'_>, raw: Raw<'_>, rest: &[u8]) -> usize {
+    fn on_packet(&mut self, packet: InitialPacket<'_>, raw: &[u8], rest: &[u8]) -> usize {
         match packet {
             InitialPacket::SslRequest => self.on_ssl_request(rest),
             InitialPacket::GssEncRequest => self.on_gss_request(rest),
             InitialPacket::CancelRequest(c) => {
                 info!("cancel request received (pid {})", c.pid);
-                self.finish(ServerOutput::Cancel(Cancel::new(
+                self.finish(ServerOutcome::Cancel(Cancel::new(
                     c.pid,
                     c.key,
                     self.channel,
@@ -304,7 +299,11 @@ impl ServerNegotiator {
                 self.on_startup(m, raw);
                 0
             }
-            InitialPacket::DirectTls => unreachable!("direct TLS is only recognised at byte 0"),
+            InitialPacket::DirectTls => {
+                // Every byte belongs to the ClientHello: none is consumed.
+                self.direct_ssl();
+                0
+            }
         }
     }
 
@@ -344,7 +343,7 @@ impl ServerNegotiator {
         0
     }
 
-    fn on_startup(&mut self, m: StartupMessage<'_>, raw: Raw<'_>) {
+    fn on_startup(&mut self, m: StartupMessage<'_>, raw: &[u8]) {
         if let Err(e) = m.check_user() {
             self.refuse(e.into());
             return;
@@ -361,12 +360,9 @@ impl ServerNegotiator {
             }
         }
         let version = m.version();
-        let packet = match raw {
-            Raw::Slice(b) => Bytes::copy_from_slice(b),
-            Raw::Shared(b) => b.clone(),
-        };
+        let packet: Arc<[u8]> = Arc::from(raw);
         debug_assert!((MIN_PACKET_LEN..=MAX_PACKET_LEN).contains(&packet.len()));
-        self.finish(ServerOutput::Startup(Startup::new(
+        self.finish(ServerOutcome::Startup(Startup::new(
             packet,
             version,
             self.channel,
@@ -385,7 +381,9 @@ impl ServerNegotiator {
 
     fn event(&mut self, e: NegotiationEvent) {
         info!("{e}");
-        if let Some(slot) = self.events.iter_mut().find(|s| s.is_none()) {
+        let slot = self.events.iter_mut().find(|s| s.is_none());
+        debug_assert!(slot.is_some(), "each event kind happens once");
+        if let Some(slot) = slot {
             *slot = Some(e);
         }
     }
@@ -403,12 +401,12 @@ impl ServerNegotiator {
         }
         self.reply = None;
         let channel = self.channel;
-        self.finish(ServerOutput::Refuse(Refusal::new(error, channel)));
+        self.finish(ServerOutcome::Refuse(Refusal::new(error, channel)));
     }
 
-    fn finish(&mut self, output: ServerOutput) {
+    fn finish(&mut self, outcome: ServerOutcome) {
         self.buf.clear();
-        self.state = State::Finished(Some(output));
+        self.state = State::Finished(outcome);
     }
 }
 
@@ -417,10 +415,4 @@ fn unsupported(code: u32) -> ServerError {
         version: ProtocolVersion::from_u32(code),
     }
     .into()
-}
-
-/// The bytes of a whole packet: borrowed from the input, or already shared.
-enum Raw<'a> {
-    Slice(&'a [u8]),
-    Shared(&'a Bytes),
 }

@@ -1,5 +1,7 @@
 //! What the server negotiator decides: its outputs and the owned outcomes they carry.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::channel::{Channel, StartTls};
@@ -10,10 +12,13 @@ use crate::wire::{
 };
 
 /// What the host must do next, from [`ServerNegotiator::poll_output`](super::ServerNegotiator::poll_output).
+///
+/// Four cases, in the manner of str0m's outputs: three instructions, and [`ServerOutput::Done`]
+/// once the negotiation is decided — returned on every later poll too, with the same outcome,
+/// so a host loop needs no arm for "already finished".
 // A Cancel carries its key inline (no allocation on the cancel path), so this enum is large.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ServerOutput {
     /// Write this one-byte reply to the client (in plaintext: replies are only ever sent
     /// before TLS).
@@ -28,16 +33,23 @@ pub enum ServerOutput {
     /// Run the TLS server handshake now, then call `handle_tls_established` or
     /// `handle_tls_failed`. Returned again on every poll until one of them is called.
     StartTls(StartTls),
-    /// Decided: a StartupMessage arrived. The bytes after it are those `handle_input` did not
-    /// consume.
+    /// Decided. Nothing more is read or sent by the negotiator.
+    Done(ServerOutcome),
+}
+
+/// How a connection's negotiation ended: the three outcomes a host acts on. Closed, so a
+/// `match` on it needs no catch-all arm.
+// A Cancel carries its key inline (no allocation on the cancel path), so this enum is large.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerOutcome {
+    /// A StartupMessage arrived. The bytes after it are those `handle_input` did not consume.
     Startup(Startup),
-    /// Decided: a CancelRequest arrived. Nothing is sent back; close the connection.
+    /// A CancelRequest arrived. Nothing is sent back; close the connection.
     Cancel(Cancel),
-    /// Decided: refuse the connection. Send [`Refusal::response_bytes`] if there is one (on
-    /// the current channel), then close.
+    /// Refuse the connection. Send [`Refusal::response_bytes`] if there is one (on the current
+    /// channel), then close.
     Refuse(Refusal),
-    /// The outcome has already been returned; the negotiator has nothing more to say.
-    Finished,
 }
 
 /// A one-byte reply to a negotiation request.
@@ -80,6 +92,11 @@ pub enum NegotiationEvent {
     DirectSslRejected,
 }
 
+impl NegotiationEvent {
+    /// How many kinds of event there are.
+    pub(crate) const KINDS: usize = 5;
+}
+
 impl std::fmt::Display for NegotiationEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -95,14 +112,15 @@ impl std::fmt::Display for NegotiationEvent {
 /// A StartupMessage that was accepted by the negotiation, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Startup {
-    /// The whole packet, length word included.
-    packet: Bytes,
+    /// The whole packet, length word included; shared, so that cloning the outcome costs no
+    /// allocation.
+    packet: Arc<[u8]>,
     version: ProtocolVersion,
     channel: Channel,
 }
 
 impl Startup {
-    pub(crate) fn new(packet: Bytes, version: ProtocolVersion, channel: Channel) -> Self {
+    pub(crate) fn new(packet: Arc<[u8]>, version: ProtocolVersion, channel: Channel) -> Self {
         Startup {
             packet,
             version,
@@ -122,7 +140,7 @@ impl Startup {
     }
 
     /// The packet's bytes, length word included (what a proxy forwards upstream).
-    pub fn packet(&self) -> &Bytes {
+    pub fn packet(&self) -> &[u8] {
         &self.packet
     }
 

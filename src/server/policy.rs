@@ -10,7 +10,8 @@ use std::sync::Arc;
 /// TLS is available.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerPolicy {
-    tls: bool,
+    /// None until set: the I/O adapters then follow the TLS context they are given.
+    tls: Option<bool>,
     direct_ssl: bool,
     plaintext: Plaintext,
     peer: Option<IpAddr>,
@@ -32,7 +33,7 @@ impl ServerPolicy {
     /// PostgreSQL's defaults: no TLS, plaintext allowed, direct SSL allowed once TLS is on.
     pub fn new() -> Self {
         ServerPolicy {
-            tls: false,
+            tls: None,
             direct_ssl: true,
             plaintext: Plaintext::Allowed,
             peer: None,
@@ -41,8 +42,12 @@ impl ServerPolicy {
 
     /// Whether TLS is available (`ssl = on` with a usable context). Without it an SSLRequest is
     /// answered `N` and a direct SSL connection is closed.
+    ///
+    /// The I/O adapters (`pgssl::io`) take the TLS context itself: there, leave this unset
+    /// and TLS is on exactly when a context is given. Setting it to a value that contradicts
+    /// the context is refused by the adapter rather than silently overridden.
     pub fn tls(mut self, available: bool) -> Self {
-        self.tls = available;
+        self.tls = Some(available);
         self
     }
 
@@ -82,12 +87,18 @@ impl ServerPolicy {
 
     /// Whether TLS is available.
     pub fn tls_available(&self) -> bool {
+        self.tls.unwrap_or(false)
+    }
+
+    /// Whether [`tls`](ServerPolicy::tls) was set, and to what (None: never set, which reads
+    /// as `ssl = off`).
+    pub fn tls_setting(&self) -> Option<bool> {
         self.tls
     }
 
     /// Whether a direct SSL connection would be accepted.
     pub fn direct_ssl_available(&self) -> bool {
-        self.tls && self.direct_ssl
+        self.tls_available() && self.direct_ssl
     }
 
     /// Whether plaintext StartupMessages are allowed.
