@@ -26,6 +26,8 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use pgssl::ClientOutcome;
+use pgssl::ServerOutcome;
 use pgssl::client::{ClientNegotiator, ClientOutput, SslMode, SslNegotiation};
 use pgssl::server::{Reply, ServerNegotiator, ServerOutput, ServerPolicy, Startup};
 use pgssl::wire::{
@@ -66,7 +68,7 @@ fn server_ssl_request(input: &[u8; 8]) -> StartTls {
 }
 
 fn server_ssl_request_on(neg: &mut ServerNegotiator, input: &[u8; 8]) -> StartTls {
-    neg.handle_input(input);
+    let _ = neg.handle_input(input);
     let mut replied = false;
     loop {
         match neg.poll_output() {
@@ -80,9 +82,9 @@ fn server_ssl_request_on(neg: &mut ServerNegotiator, input: &[u8; 8]) -> StartTl
 /// A plaintext StartupMessage through a new server negotiator, to its outcome.
 fn server_startup(packet: &[u8]) -> Startup {
     let mut neg = ServerNegotiator::new(ServerPolicy::new());
-    neg.handle_input(packet);
+    let _ = neg.handle_input(packet);
     match neg.poll_output() {
-        ServerOutput::Startup(s) => s,
+        ServerOutput::Done(ServerOutcome::Startup(s)) => s,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -93,9 +95,9 @@ fn server_startup_in_tls(packet: &[u8]) -> Startup {
     let mut neg = ServerNegotiator::new(ServerPolicy::new().tls(true));
     server_ssl_request_on(&mut neg, &SSL_REQUEST);
     neg.handle_tls_established(HandshakeInfo::postgresql());
-    neg.handle_input(packet);
+    let _ = neg.handle_input(packet);
     match neg.poll_output() {
-        ServerOutput::Startup(s) => s,
+        ServerOutput::Done(ServerOutcome::Startup(s)) => s,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -103,9 +105,9 @@ fn server_startup_in_tls(packet: &[u8]) -> Startup {
 /// A CancelRequest through a new server negotiator: its pid.
 fn server_cancel(packet: &[u8]) -> u32 {
     let mut neg = ServerNegotiator::new(ServerPolicy::new().tls(true));
-    neg.handle_input(packet);
+    let _ = neg.handle_input(packet);
     match neg.poll_output() {
-        ServerOutput::Cancel(c) => c.pid(),
+        ServerOutput::Done(ServerOutcome::Cancel(c)) => c.pid(),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -144,14 +146,14 @@ fn full_negotiation(startup: &[u8]) -> Startup {
                 client.handle_tls_established(HandshakeInfo::postgresql());
                 client_tls = true;
             }
-            ClientOutput::Ready(Channel::Tls { direct: false }) => break,
+            ClientOutput::Done(ClientOutcome::Ready(Channel::Tls { direct: false })) => break,
             other => panic!("client: unexpected {other:?}"),
         }
     }
     let n = server.handle_input(startup);
     debug_assert_eq!(n, startup.len());
     match server.poll_output() {
-        ServerOutput::Startup(s) => s,
+        ServerOutput::Done(ServerOutcome::Startup(s)) => s,
         other => panic!("server: unexpected {other:?}"),
     }
 }

@@ -19,7 +19,8 @@ use bytes::BytesMut;
 use openssl::hash::{MessageDigest, hash};
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
-use pgssl::io::blocking::{AuthFailure, ConnectError, Connected, connect_with};
+use pgssl::io::blocking::{Connected, connect_with};
+use pgssl::io::{AuthFailure, ConnectError};
 use pgssl::tls::{ChannelBinding, ClientTlsConfig, peer_end_point};
 use pgssl::wire::{Decoded, ErrorResponse};
 
@@ -53,7 +54,7 @@ fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, A
     let mut scram: Option<Scram> = None;
     loop {
         let (tag, body) = match first.take() {
-            Some(m) => (m[0], m[5..].to_vec()),
+            Some(m) => (m.tag(), m.body().to_vec()),
             None => match pgwire::read_message(&mut c.stream, 1 << 20)? {
                 Some(m) => (m.tag, m.body),
                 None => return Err(fail("server closed the connection unexpectedly")),

@@ -24,9 +24,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use frontend::{Frontend, LOGGER, fatal};
-use pgssl::io::blocking::{
-    Accepted, AuthFailure, ConnectError, Connected, PgStream, connect_with_startup, send_cancel,
-};
+use pgssl::io::blocking::{Accepted, Connected, PgStream, connect_with_startup, send_cancel};
+use pgssl::io::{AuthFailure, ConnectError};
 use pgssl::tls::{ClientTlsConfig, SessionInfo};
 
 fn frame(tag: u8, body: &[u8]) -> BytesMut {
@@ -56,7 +55,7 @@ fn relay_auth<C: Read + Write>(client: &mut C, up: &mut Connected) -> Result<(),
     let mut next = Some(up.first_message.clone());
     loop {
         let (tag, body) = match next.take() {
-            Some(m) => (m[0], m[5..].to_vec()),
+            Some(m) => (m.tag(), m.body().to_vec()),
             None => match pgwire::read_message(&mut up.stream, 1 << 20)? {
                 Some(m) => (m.tag, m.body),
                 None => {
@@ -136,6 +135,7 @@ fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer
             startup,
             session,
             leftover,
+            ..
         } => {
             if let Err(e) = session_main(
                 &front,
@@ -219,11 +219,10 @@ fn session_main(
         ),
     }
     let tick = Some(Duration::from_millis(10));
-    match client {
-        PgStream::Plain(d) => d.get_ref().set_read_timeout(tick)?,
-        PgStream::Tls(s) => s.get_ref().get_ref().get_ref().set_read_timeout(tick)?,
-    }
-    up.stream.get_ref().set_read_timeout(tick)?;
+    client.clear_deadline()?;
+    client.get_ref().get_ref().set_read_timeout(tick)?;
+    up.stream.clear_deadline()?;
+    up.stream.get_ref().get_ref().set_read_timeout(tick)?;
     if !pipelined.is_empty() {
         up.stream.write_all(&pipelined)?;
     }

@@ -49,6 +49,7 @@ fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketA
             startup,
             session,
             leftover,
+            ..
         } => {
             let mut io = pgwire::Prefixed::new(leftover, &mut stream);
             if let Err(e) = session_main(&front, backend, &mut io, &startup, session, peer.ip()) {
@@ -69,7 +70,6 @@ fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketA
             }
         }
         Accepted::Refused(_) => {}
-        _ => {}
     }
 }
 

@@ -17,6 +17,7 @@
 
 use allocation_counter::{AllocationInfo, measure};
 use bytes::BytesMut;
+use pgssl::ServerOutcome;
 use pgssl::server::{Reply, ServerNegotiator, ServerOutput, ServerPolicy};
 use pgssl::wire::{
     GSSENC_REQUEST, ProtocolVersion, SSL_REQUEST, encode_cancel_request, encode_startup_message,
@@ -182,7 +183,7 @@ fn request_paths_do_not_allocate() {
                 },
             );
             match out {
-                Some(ServerOutput::Cancel(c)) => {
+                Some(ServerOutput::Done(ServerOutcome::Cancel(c))) => {
                     assert_eq!((c.pid(), c.key()), (4242, &packet[12..]));
                     assert_eq!(c.channel(), Channel::Plaintext);
                 }
@@ -235,7 +236,7 @@ fn startup_paths_allocate_little() {
             out = Some(feed(&mut neg, startup, split, &mut sent));
         });
         match &out {
-            Some(ServerOutput::Startup(s)) => {
+            Some(ServerOutput::Done(ServerOutcome::Startup(s))) => {
                 assert_eq!(s.user(), "alice");
                 assert_eq!(s.channel(), Channel::Tls { direct: false });
                 assert_eq!(&s.packet()[..], &startup[..]);
@@ -257,7 +258,7 @@ fn startup_paths_allocate_little() {
             out = Some(feed(&mut neg, startup, split, &mut sent));
         });
         match &out {
-            Some(ServerOutput::Startup(s)) => {
+            Some(ServerOutput::Done(ServerOutcome::Startup(s))) => {
                 assert_eq!(s.database(), "appdb");
                 assert_eq!(s.channel(), Channel::Plaintext);
                 assert_eq!(&s.packet()[..], &startup[..]);

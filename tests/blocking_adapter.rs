@@ -5,7 +5,8 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use pgssl::io::blocking::{Accepted, TIMEOUT_MESSAGE, accept_with_deadline};
+use pgssl::io::TIMEOUT_MESSAGE;
+use pgssl::io::blocking::{Accepted, accept_with_deadline};
 use pgssl::server::ServerPolicy;
 
 fn pair() -> (TcpStream, TcpStream) {

@@ -2,6 +2,7 @@
 
 mod support;
 
+use pgssl::ClientOutcome;
 use pgssl::client::{
     Attempt, AttemptKind, ClientNegotiator, ClientOutput, ClientSettings, SslMode, SslNegotiation,
 };
@@ -35,8 +36,11 @@ fn to_reply(c: &mut ClientNegotiator) {
 
 fn failed(c: &mut ClientNegotiator) -> ClientError {
     match c.poll_output() {
-        ClientOutput::Failed(e) => {
-            assert_eq!(c.poll_output(), ClientOutput::Finished);
+        ClientOutput::Done(ClientOutcome::Failed(e)) => {
+            assert_eq!(
+                c.poll_output(),
+                ClientOutput::Done(ClientOutcome::Failed(e.clone()))
+            );
             e
         }
         other => panic!("expected a failure, got {other:?}"),
@@ -65,7 +69,7 @@ fn s_reply_starts_the_handshake() {
         c.handle_tls_established(HandshakeInfo::new(None)); // ALPN not required here
         assert_eq!(
             c.poll_output(),
-            ClientOutput::Ready(Channel::Tls { direct: false })
+            ClientOutput::Done(ClientOutcome::Ready(Channel::Tls { direct: false }))
         );
     }
 }
@@ -75,7 +79,10 @@ fn n_reply_continues_in_plaintext_on_the_same_connection_when_allowed() {
     let mut c = client(SslMode::Prefer);
     to_reply(&mut c);
     assert_eq!(c.handle_input(b"N"), 1);
-    assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Plaintext));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::Done(ClientOutcome::Ready(Channel::Plaintext))
+    );
     assert_eq!(c.connections(), 1);
 }
 
@@ -84,7 +91,7 @@ fn n_reply_fails_when_ssl_is_required() {
     for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
         let mut c = client(mode);
         to_reply(&mut c);
-        c.handle_input(b"N");
+        let _ = c.handle_input(b"N");
         let e = failed(&mut c);
         assert_eq!(e, ClientError::SslNotSupported);
         assert_eq!(
@@ -99,7 +106,7 @@ fn e_reply_fails_without_reading_the_error_or_falling_back() {
     let mut c = client(SslMode::Prefer);
     to_reply(&mut c);
     // The server's text is never read (CVE-2024-10977): only the 'E' byte is looked at.
-    c.handle_input(b"E\0\0\0\x40SFATAL\0Mforged message from a man in the middle\0\0");
+    let _ = c.handle_input(b"E\0\0\0\x40SFATAL\0Mforged message from a man in the middle\0\0");
     let e = failed(&mut c);
     assert_eq!(
         e.to_string(),
@@ -112,7 +119,7 @@ fn e_reply_fails_without_reading_the_error_or_falling_back() {
 fn any_other_reply_byte_is_invalid() {
     let mut c = client(SslMode::Prefer);
     to_reply(&mut c);
-    c.handle_input(b"X");
+    let _ = c.handle_input(b"X");
     assert_eq!(
         failed(&mut c).to_string(),
         "received invalid response to SSL negotiation: X"
@@ -123,7 +130,7 @@ fn any_other_reply_byte_is_invalid() {
 fn bytes_with_the_s_reply_are_refused() {
     let mut c = client(SslMode::Prefer);
     to_reply(&mut c);
-    c.handle_input(b"S\x16\x03\x03");
+    let _ = c.handle_input(b"S\x16\x03\x03");
     let e = failed(&mut c);
     assert_eq!(e, ClientError::UnencryptedDataAfterSslResponse);
     assert_eq!(
@@ -137,8 +144,8 @@ fn bytes_with_the_s_reply_are_refused() {
 fn bytes_after_the_s_reply_before_the_handshake_are_refused() {
     let mut c = client(SslMode::Require);
     to_reply(&mut c);
-    c.handle_input(b"S");
-    c.handle_input(b"E");
+    let _ = c.handle_input(b"S");
+    let _ = c.handle_input(b"E");
     assert_eq!(failed(&mut c), ClientError::UnencryptedDataAfterSslResponse);
 }
 
@@ -158,10 +165,13 @@ fn server_closing_before_the_reply_fails_without_fallback() {
 fn failed_handshake_under_prefer_retries_in_plaintext_over_a_new_connection() {
     let mut c = client(SslMode::Prefer);
     to_reply(&mut c);
-    c.handle_input(b"S");
+    let _ = c.handle_input(b"S");
     c.handle_tls_failed("certificate verify failed");
     assert_eq!(c.poll_output(), connect(AttemptKind::Plaintext, 2));
-    assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Plaintext));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::Done(ClientOutcome::Ready(Channel::Plaintext))
+    );
     assert_eq!(c.earlier_errors().len(), 1);
 }
 
@@ -170,7 +180,7 @@ fn failed_handshake_under_require_and_stronger_never_falls_back() {
     for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
         let mut c = client(mode);
         to_reply(&mut c);
-        c.handle_input(b"S");
+        let _ = c.handle_input(b"S");
         c.handle_tls_failed("certificate verify failed");
         assert_eq!(
             failed(&mut c),
@@ -185,28 +195,31 @@ fn failed_handshake_under_require_and_stronger_never_falls_back() {
 fn allow_tries_plaintext_first_then_ssl_after_an_authentication_error() {
     let mut c = client(SslMode::Allow);
     assert_eq!(c.poll_output(), connect(AttemptKind::Plaintext, 1));
-    assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Plaintext));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::Done(ClientOutcome::Ready(Channel::Plaintext))
+    );
     c.handle_server_error(auth_error());
     assert_eq!(c.poll_output(), connect(AttemptKind::SslRequest, 2));
     assert_eq!(c.poll_output(), ClientOutput::Transmit(&SSL_REQUEST));
     assert_eq!(c.poll_output(), ClientOutput::NeedInput { max: 1 });
-    c.handle_input(b"S");
+    let _ = c.handle_input(b"S");
     c.handle_tls_established(HandshakeInfo::postgresql());
     assert_eq!(
         c.poll_output(),
-        ClientOutput::Ready(Channel::Tls { direct: false })
+        ClientOutput::Done(ClientOutcome::Ready(Channel::Tls { direct: false }))
     );
 }
 
 #[test]
 fn allow_fails_when_the_ssl_retry_is_answered_n() {
     let mut c = client(SslMode::Allow);
-    c.poll_output();
-    c.poll_output();
+    let _ = c.poll_output();
+    let _ = c.poll_output();
     c.handle_server_error(auth_error());
-    c.poll_output();
-    c.poll_output();
-    c.handle_input(b"N");
+    let _ = c.poll_output();
+    let _ = c.poll_output();
+    let _ = c.handle_input(b"N");
     assert_eq!(failed(&mut c), ClientError::SslNotSupported);
 }
 
@@ -214,15 +227,18 @@ fn allow_fails_when_the_ssl_retry_is_answered_n() {
 fn prefer_retries_in_plaintext_after_an_authentication_error_over_ssl() {
     let mut c = client(SslMode::Prefer);
     to_reply(&mut c);
-    c.handle_input(b"S");
+    let _ = c.handle_input(b"S");
     c.handle_tls_established(HandshakeInfo::postgresql());
     assert_eq!(
         c.poll_output(),
-        ClientOutput::Ready(Channel::Tls { direct: false })
+        ClientOutput::Done(ClientOutcome::Ready(Channel::Tls { direct: false }))
     );
     c.handle_server_error(auth_error());
     assert_eq!(c.poll_output(), connect(AttemptKind::Plaintext, 2));
-    assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Plaintext));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::Done(ClientOutcome::Ready(Channel::Plaintext))
+    );
     // A second refusal has nowhere left to go.
     c.handle_server_error(auth_error());
     let e = failed(&mut c);
@@ -233,7 +249,7 @@ fn prefer_retries_in_plaintext_after_an_authentication_error_over_ssl() {
 fn prefer_after_n_has_no_fallback_left() {
     let mut c = client(SslMode::Prefer);
     to_reply(&mut c);
-    c.handle_input(b"N");
+    let _ = c.handle_input(b"N");
     c.handle_server_error(auth_error());
     assert!(matches!(failed(&mut c), ClientError::Server { .. }));
     assert_eq!(c.connections(), 1);
@@ -243,9 +259,9 @@ fn prefer_after_n_has_no_fallback_left() {
 fn require_never_falls_back_after_an_authentication_error() {
     let mut c = client(SslMode::Require);
     to_reply(&mut c);
-    c.handle_input(b"S");
+    let _ = c.handle_input(b"S");
     c.handle_tls_established(HandshakeInfo::postgresql());
-    c.poll_output();
+    let _ = c.poll_output();
     c.handle_server_error(auth_error());
     assert!(matches!(failed(&mut c), ClientError::Server { .. }));
 }
@@ -254,9 +270,9 @@ fn require_never_falls_back_after_an_authentication_error() {
 fn cannot_connect_now_ends_the_connect_without_changing_encryption() {
     let mut c = client(SslMode::Prefer);
     to_reply(&mut c);
-    c.handle_input(b"S");
+    let _ = c.handle_input(b"S");
     c.handle_tls_established(HandshakeInfo::postgresql());
-    c.poll_output();
+    let _ = c.poll_output();
     c.handle_server_error(ErrorResponse::fatal(
         "57P03",
         "the database system is starting up",
@@ -269,7 +285,10 @@ fn cannot_connect_now_ends_the_connect_without_changing_encryption() {
 fn disable_sends_no_ssl_request() {
     let mut c = client(SslMode::Disable);
     assert_eq!(c.poll_output(), connect(AttemptKind::Plaintext, 1));
-    assert_eq!(c.poll_output(), ClientOutput::Ready(Channel::Plaintext));
+    assert_eq!(
+        c.poll_output(),
+        ClientOutput::Done(ClientOutcome::Ready(Channel::Plaintext))
+    );
     c.handle_server_error(auth_error());
     assert!(matches!(failed(&mut c), ClientError::Server { .. }));
 }
@@ -285,11 +304,11 @@ fn direct_starts_tls_at_once_and_requires_alpn() {
     c.handle_tls_established(HandshakeInfo::postgresql());
     assert_eq!(
         c.poll_output(),
-        ClientOutput::Ready(Channel::Tls { direct: true })
+        ClientOutput::Done(ClientOutcome::Ready(Channel::Tls { direct: true }))
     );
 
     let mut c = direct(SslMode::VerifyFull);
-    c.poll_output();
+    let _ = c.poll_output();
     c.handle_tls_established(HandshakeInfo::new(None));
     assert_eq!(
         failed(&mut c).to_string(),
@@ -297,7 +316,7 @@ fn direct_starts_tls_at_once_and_requires_alpn() {
     );
 
     let mut c = direct(SslMode::VerifyCa);
-    c.poll_output();
+    let _ = c.poll_output();
     c.handle_tls_established(HandshakeInfo::new(Some(b"http/1.1")));
     assert_eq!(
         failed(&mut c).to_string(),
@@ -308,7 +327,7 @@ fn direct_starts_tls_at_once_and_requires_alpn() {
 #[test]
 fn direct_never_falls_back_to_ssl_request() {
     let mut c = direct(SslMode::Require);
-    c.poll_output();
+    let _ = c.poll_output();
     c.handle_eof(); // a server before 17 reads the ClientHello as a bad length and closes
     assert!(matches!(failed(&mut c), ClientError::TlsHandshake { .. }));
     assert_eq!(c.connections(), 1);
@@ -353,7 +372,7 @@ fn input_outside_the_reply_is_left_unconsumed() {
 fn a_wrong_alpn_is_refused_after_ssl_request_too() {
     let mut c = client(SslMode::Require);
     to_reply(&mut c);
-    c.handle_input(b"S");
+    let _ = c.handle_input(b"S");
     c.handle_tls_established(HandshakeInfo::new(Some(b"h2")));
     assert_eq!(failed(&mut c), ClientError::UnexpectedAlpn);
 }

@@ -13,7 +13,9 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use pgssl::ClientOutcome;
 use pgssl::HandshakeInfo;
+use pgssl::ServerOutcome;
 use pgssl::client::{ClientNegotiator, ClientOutput, ClientSettings, SslMode, SslNegotiation};
 use pgssl::server::{NegotiationEvent, ServerNegotiator, ServerOutput, ServerPolicy};
 use pgssl::wire::{Decoded, ErrorResponse};
@@ -97,8 +99,8 @@ impl Server {
             match out {
                 ServerOutput::Transmit(r) => self.to_client.extend_from_slice(r.as_bytes()),
                 ServerOutput::NeedInput { .. } | ServerOutput::StartTls(_) => {}
-                ServerOutput::Startup(s) => self.startup = Some(s),
-                ServerOutput::Refuse(r) => {
+                ServerOutput::Done(ServerOutcome::Startup(s)) => self.startup = Some(s),
+                ServerOutput::Done(ServerOutcome::Refuse(r)) => {
                     if let Some(b) = r.response_bytes() {
                         self.to_client.extend_from_slice(&b);
                     }
@@ -176,7 +178,7 @@ fn run(server: &str, user: &str, mode: SslMode, negotiation: SslNegotiation) -> 
                     client.handle_tls_established(HandshakeInfo::postgresql());
                 }
             }
-            ClientOutput::Ready(channel) => {
+            ClientOutput::Done(ClientOutcome::Ready(channel)) => {
                 let s = srv.as_mut().unwrap();
                 assert_eq!(s.neg.channel(), channel, "both sides agree on the channel");
                 let left = s.receive(&startup(&[("user", user), ("database", "postgres")]));
@@ -217,8 +219,7 @@ fn run(server: &str, user: &str, mode: SslMode, negotiation: SslNegotiation) -> 
                     }
                 }
             }
-            ClientOutput::Failed(_) => return (log.join(","), "fail".into()),
-            other => panic!("unexpected client output {other:?}"),
+            ClientOutput::Done(ClientOutcome::Failed(_)) => return (log.join(","), "fail".into()),
         }
     }
     panic!("connect did not finish: {log:?}");

@@ -19,6 +19,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 
+use pgssl::ClientOutcome;
+use pgssl::ServerOutcome;
 use pgssl::client::{
     Attempt, ClientNegotiator, ClientOutput, ClientSettings, SslMode, SslNegotiation,
 };
@@ -511,14 +513,14 @@ fn drive_server(
                     }
                 }
             }
-            ServerOutput::Startup(s) => {
+            ServerOutput::Done(ServerOutcome::Startup(s)) => {
                 break Outcome::Startup {
                     packet: s.packet().to_vec(),
                     channel: s.channel(),
                     trailing: stream[pos..].to_vec(),
                 };
             }
-            ServerOutput::Cancel(c) => {
+            ServerOutput::Done(ServerOutcome::Cancel(c)) => {
                 break Outcome::Cancel {
                     pid: c.pid(),
                     key: c.key().to_vec(),
@@ -526,18 +528,17 @@ fn drive_server(
                     trailing: stream[pos..].to_vec(),
                 };
             }
-            ServerOutput::Refuse(r) => {
+            ServerOutput::Done(ServerOutcome::Refuse(r)) => {
                 break Outcome::Refuse {
                     error: r.error().to_string(),
                     response: r.response_bytes().map(|b| b.to_vec()),
                     channel: r.channel(),
                 };
             }
-            other => panic!("unexpected {other:?}"),
         }
     };
     if neg.is_finished() {
-        assert_eq!(neg.poll_output(), ServerOutput::Finished);
+        assert!(matches!(neg.poll_output(), ServerOutput::Done(_)));
         assert_eq!(
             neg.handle_input(b"more"),
             0,
@@ -647,21 +648,29 @@ fn drain_hostile(neg: &mut ServerNegotiator) {
                 assert!(max >= 1);
                 assert!(neg.buffered_len() + max <= MAX_PACKET_LEN);
             }
-            ServerOutput::StartTls(_) | ServerOutput::Finished => {}
-            ServerOutput::Startup(s) => {
+            ServerOutput::StartTls(_) => {}
+            ServerOutput::Done(ServerOutcome::Startup(s)) => {
                 assert!((8..=MAX_PACKET_LEN).contains(&s.packet().len()));
                 let _ = (s.user(), s.database(), s.message().parameters().count());
-                assert_eq!(neg.poll_output(), ServerOutput::Finished);
+                assert_eq!(
+                    neg.poll_output(),
+                    ServerOutput::Done(ServerOutcome::Startup(s))
+                );
             }
-            ServerOutput::Cancel(c) => {
+            ServerOutput::Done(ServerOutcome::Cancel(c)) => {
                 assert!((1..=256).contains(&c.key().len()));
-                assert_eq!(neg.poll_output(), ServerOutput::Finished);
+                assert_eq!(
+                    neg.poll_output(),
+                    ServerOutput::Done(ServerOutcome::Cancel(c))
+                );
             }
-            ServerOutput::Refuse(r) => {
+            ServerOutput::Done(ServerOutcome::Refuse(r)) => {
                 let _ = (r.error().to_string(), r.response_bytes());
-                assert_eq!(neg.poll_output(), ServerOutput::Finished);
+                assert_eq!(
+                    neg.poll_output(),
+                    ServerOutput::Done(ServerOutcome::Refuse(r))
+                );
             }
-            other => panic!("unexpected {other:?}"),
         }
         return;
     }
@@ -847,7 +856,10 @@ fn drive_client(case: &ClientCase, split: ClientSplit) -> ClientRun {
                 if chunk[0] == b'S' && chunk.len() > 1 {
                     // CVE-2021-23222: bytes with the `S` are refused, whatever the mode.
                     assert_eq!(n, chunk.len());
-                    assert_eq!(neg.poll_output(), ClientOutput::Failed(stuffed.clone()));
+                    assert_eq!(
+                        neg.poll_output(),
+                        ClientOutput::Done(ClientOutcome::Failed(stuffed.clone()))
+                    );
                     trace.push(Step::Failed(stuffed.clone()));
                     break ClientEnd::Failed(stuffed);
                 }
@@ -865,7 +877,10 @@ fn drive_client(case: &ClientCase, split: ClientSplit) -> ClientRun {
                         // fallback (libpq's "received unencrypted data after SSL response").
                         let chunk = &stream[pos..cut_at(conn, pos, stream.len())];
                         assert_eq!(neg.handle_input(chunk), chunk.len());
-                        assert_eq!(neg.poll_output(), ClientOutput::Failed(stuffed.clone()));
+                        assert_eq!(
+                            neg.poll_output(),
+                            ClientOutput::Done(ClientOutcome::Failed(stuffed.clone()))
+                        );
                         trace.push(Step::Failed(stuffed.clone()));
                         break ClientEnd::Failed(stuffed);
                     }
@@ -879,7 +894,7 @@ fn drive_client(case: &ClientCase, split: ClientSplit) -> ClientRun {
                     None => break ClientEnd::AwaitingTls,
                 }
             }
-            ClientOutput::Ready(channel) => {
+            ClientOutput::Done(ClientOutcome::Ready(channel)) => {
                 trace.push(Step::Ready(channel));
                 match server_errors.next() {
                     Some(code) => neg.handle_server_error(ErrorResponse::fatal(code, "refused")),
@@ -891,15 +906,17 @@ fn drive_client(case: &ClientCase, split: ClientSplit) -> ClientRun {
                     }
                 }
             }
-            ClientOutput::Failed(e) => {
+            ClientOutput::Done(ClientOutcome::Failed(e)) => {
                 trace.push(Step::Failed(e.clone()));
                 break ClientEnd::Failed(e);
             }
-            other => panic!("unexpected {other:?}"),
         }
     };
-    if let ClientEnd::Failed(_) = end {
-        assert_eq!(neg.poll_output(), ClientOutput::Finished);
+    if let ClientEnd::Failed(e) = &end {
+        assert_eq!(
+            neg.poll_output(),
+            ClientOutput::Done(ClientOutcome::Failed(e.clone()))
+        );
     }
     ClientRun {
         trace,
@@ -1066,7 +1083,7 @@ proptest! {
         for _ in 0..8 {
             match neg.poll_output() {
                 ClientOutput::Connect(_) | ClientOutput::Transmit(_) => {}
-                ClientOutput::Ready(Channel::Plaintext) => {
+                ClientOutput::Done(ClientOutcome::Ready(Channel::Plaintext)) => {
                     neg.handle_server_error(ErrorResponse::fatal("28000", "no encryption"))
                 }
                 ClientOutput::NeedInput { .. } => {
@@ -1081,9 +1098,12 @@ proptest! {
         prop_assert_eq!(neg.handle_input(&input), input.len());
         prop_assert_eq!(
             neg.poll_output(),
-            ClientOutput::Failed(ClientError::UnencryptedDataAfterSslResponse)
+            ClientOutput::Done(ClientOutcome::Failed(ClientError::UnencryptedDataAfterSslResponse))
         );
-        prop_assert_eq!(neg.poll_output(), ClientOutput::Finished);
+        prop_assert_eq!(
+            neg.poll_output(),
+            ClientOutput::Done(ClientOutcome::Failed(ClientError::UnencryptedDataAfterSslResponse))
+        );
     }
 }
 

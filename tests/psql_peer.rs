@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use pgssl::ServerOutcome;
 use pgssl::server::{NegotiationEvent, ServerNegotiator, ServerOutput, ServerPolicy};
 use pgssl::wire::ErrorResponse;
 
@@ -38,14 +39,14 @@ fn serve_one(mut sock: TcpStream, policy: ServerPolicy) -> Seen {
                 Ok(0) | Err(_) => neg.handle_eof(),
                 Ok(n) => assert_eq!(neg.handle_input(&buf[..n]), n, "exact reads are consumed"),
             },
-            ServerOutput::Startup(s) => {
+            ServerOutput::Done(ServerOutcome::Startup(s)) => {
                 // End psql's attempt with a FATAL it will print, so the test can see it.
                 let r = ErrorResponse::fatal("28000", format!("{MARKER} for {}", s.user()));
                 sock.write_all(&r.to_bytes()).unwrap();
                 break format!("startup {} {}", s.user(), s.database());
             }
-            ServerOutput::Cancel(_) => break "cancel".to_owned(),
-            ServerOutput::Refuse(r) => {
+            ServerOutput::Done(ServerOutcome::Cancel(_)) => break "cancel".to_owned(),
+            ServerOutput::Done(ServerOutcome::Refuse(r)) => {
                 if let Some(b) = r.response_bytes() {
                     sock.write_all(&b).unwrap();
                 }

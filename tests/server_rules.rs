@@ -2,6 +2,7 @@
 
 mod support;
 
+use pgssl::ServerOutcome;
 use pgssl::error::{DecodeError, MITM_DETAIL, ServerError};
 use pgssl::server::{NegotiationEvent, Reply, ServerNegotiator, ServerOutput, ServerPolicy};
 use pgssl::wire::{
@@ -39,14 +40,16 @@ fn through_tls(s: &mut ServerNegotiator) {
 
 fn refusal(out: &[ServerOutput]) -> (ServerError, Option<ErrorResponse>, Channel) {
     match last(out) {
-        ServerOutput::Refuse(r) => (r.error().clone(), r.response(), r.channel()),
+        ServerOutput::Done(ServerOutcome::Refuse(r)) => {
+            (r.error().clone(), r.response(), r.channel())
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
 fn expect_startup(out: &[ServerOutput]) -> pgssl::server::Startup {
     match last(out) {
-        ServerOutput::Startup(s) => s.clone(),
+        ServerOutput::Done(ServerOutcome::Startup(s)) => s.clone(),
         other => panic!("expected a startup, got {other:?}"),
     }
 }
@@ -247,7 +250,7 @@ fn cancel_request_in_plaintext_is_never_answered() {
     assert_eq!(n, 16);
     assert!(transmitted(&out).is_empty());
     match last(&out) {
-        ServerOutput::Cancel(c) => {
+        ServerOutput::Done(ServerOutcome::Cancel(c)) => {
             assert_eq!(
                 (c.pid(), c.key(), c.channel()),
                 (4242, &[1, 2, 3, 4][..], Channel::Plaintext)
@@ -255,7 +258,10 @@ fn cancel_request_in_plaintext_is_never_answered() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.poll_output(), ServerOutput::Finished);
+    assert!(matches!(
+        s.poll_output(),
+        ServerOutput::Done(ServerOutcome::Cancel(_))
+    ));
 }
 
 #[test]
@@ -265,7 +271,7 @@ fn cancel_request_with_a_protocol_3_2_key_inside_tls() {
     let key: Vec<u8> = (0..=255).collect();
     let (_, out) = feed(&mut s, &cancel(7, &key));
     match last(&out) {
-        ServerOutput::Cancel(c) => {
+        ServerOutput::Done(ServerOutcome::Cancel(c)) => {
             assert_eq!(c.key(), &key[..]);
             assert_eq!(c.channel(), Channel::Tls { direct: false });
         }
@@ -622,14 +628,16 @@ fn the_same_packet_split_anywhere_decides_the_same() {
 }
 
 #[test]
-fn outcome_is_returned_once_then_finished() {
+fn outcome_is_returned_on_every_later_poll() {
     let mut s = tls_off();
     let (_, out) = feed(&mut s, &user());
     expect_startup(&out);
     assert!(s.is_finished());
-    assert_eq!(s.poll_output(), ServerOutput::Finished);
+    let done = out.last().cloned().expect("an outcome");
+    assert!(matches!(done, ServerOutput::Done(_)));
+    assert_eq!(s.poll_output(), done);
     assert_eq!(s.handle_input(b"more"), 0);
-    assert_eq!(s.poll_output(), ServerOutput::Finished);
+    assert_eq!(s.poll_output(), done);
 }
 
 #[test]

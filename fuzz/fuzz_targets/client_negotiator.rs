@@ -20,6 +20,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pgssl::ClientOutcome;
 use pgssl::client::{ClientOutput, ClientSettings};
 use pgssl::wire::{ErrorResponse, SSL_REQUEST};
 use pgssl::{Channel, ClientNegotiator, HandshakeInfo, SslMode, SslNegotiation};
@@ -81,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
                     _ => neg.handle_eof(),
                 }
             }
-            ClientOutput::Ready(channel) => {
+            ClientOutput::Done(ClientOutcome::Ready(channel)) => {
                 match channel {
                     Channel::Plaintext => assert!(mode.allows_plaintext(), "{mode} went plaintext"),
                     Channel::Tls { .. } => {
@@ -96,17 +97,19 @@ fuzz_target!(|data: &[u8]| {
                     _ => break, // connected
                 }
             }
-            ClientOutput::Failed(e) => {
+            ClientOutput::Done(ClientOutcome::Failed(e)) => {
                 let _ = e.to_string();
                 for _ in 0..3 {
                     neg.handle_eof();
                     neg.handle_tls_failed("late");
                     neg.handle_server_error(ErrorResponse::fatal("28000", "x"));
-                    assert_eq!(neg.poll_output(), ClientOutput::Finished);
+                    assert_eq!(
+                        neg.poll_output(),
+                        ClientOutput::Done(ClientOutcome::Failed(e.clone()))
+                    );
                 }
                 break;
             }
-            ClientOutput::Finished => break,
             other => panic!("drain stopped at {other:?}"),
         }
         assert!(neg.connections() <= 2, "{} connections", neg.connections());

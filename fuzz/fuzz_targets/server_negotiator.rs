@@ -20,6 +20,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pgssl::ServerOutcome;
 use pgssl::server::{ServerNegotiator, ServerOutput, ServerPolicy};
 use pgssl::wire::{MAX_PACKET_LEN, SSL_REQUEST};
 use pgssl::{Channel, HandshakeInfo};
@@ -108,9 +109,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(tls_choice % 7 <= 3, "TLS is up only after a handshake");
                 }
             }
-            outcome @ (ServerOutput::Startup(_)
-            | ServerOutput::Cancel(_)
-            | ServerOutput::Refuse(_)) => {
+            outcome @ (ServerOutput::Done(ServerOutcome::Startup(_))
+            | ServerOutput::Done(ServerOutcome::Cancel(_))
+            | ServerOutput::Done(ServerOutcome::Refuse(_))) => {
                 break outcome;
             }
             other => panic!("drain stopped at {other:?}"),
@@ -118,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     match &outcome {
-        ServerOutput::Startup(s) => {
+        ServerOutput::Done(ServerOutcome::Startup(s)) => {
             assert_eq!(s.channel(), h.neg.channel());
             assert!(
                 s.channel().is_tls() || h.policy.plaintext_allowed(),
@@ -130,8 +131,8 @@ fuzz_target!(|data: &[u8]| {
                 u32::from_be_bytes(s.packet()[..4].try_into().unwrap()) as usize
             );
         }
-        ServerOutput::Cancel(c) => assert!(!c.key().is_empty()),
-        ServerOutput::Refuse(r) => {
+        ServerOutput::Done(ServerOutcome::Cancel(c)) => assert!(!c.key().is_empty()),
+        ServerOutput::Done(ServerOutcome::Refuse(r)) => {
             let _ = (r.error().to_string(), r.response_bytes());
         }
         _ => unreachable!(),
@@ -139,13 +140,15 @@ fuzz_target!(|data: &[u8]| {
 
     // Decided: nothing the host does changes that.
     assert!(h.neg.is_finished());
+    let decided = h.neg.poll_output();
+    assert!(matches!(decided, ServerOutput::Done(_)));
     for _ in 0..2 {
-        assert_eq!(h.neg.poll_output(), ServerOutput::Finished);
+        assert_eq!(h.neg.poll_output(), decided);
         assert_eq!(h.neg.handle_input(&SSL_REQUEST), 0);
         h.neg.handle_eof();
         h.neg.handle_tls_established(HandshakeInfo::postgresql());
         h.neg.handle_tls_failed("late");
-        assert_eq!(h.neg.poll_output(), ServerOutput::Finished);
+        assert_eq!(h.neg.poll_output(), decided);
         h.check();
     }
 });
@@ -177,7 +180,6 @@ impl Host {
                     self.replies += 1;
                     assert!(self.replies <= 2, "at most one SSL and one GSS reply");
                 }
-                ServerOutput::Finished => panic!("Finished before an outcome was returned"),
                 other => return other,
             }
         }

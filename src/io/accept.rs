@@ -37,6 +37,7 @@ pub enum Accepted<S, T> {
 }
 
 /// What the adapter does next for the server side.
+#[allow(clippy::large_enum_variant)] // one step at a time, never stored
 pub(crate) enum ServerStep {
     /// Write these bytes and flush.
     Write(&'static [u8]),

@@ -114,7 +114,6 @@ impl TestServer {
                     }
                     Ok(Accepted::Cancel(_)) => Seen::Cancel,
                     Ok(Accepted::Refused(r)) => Seen::Refused(r.error().to_string()),
-                    Ok(_) => Seen::Error("unknown outcome".into()),
                     Err(e) => Seen::Error(e.to_string()),
                 };
                 if tx.send(seen).is_err() {
