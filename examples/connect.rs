@@ -115,9 +115,10 @@ impl Auth<'_> {
             self.used = "password";
             pw.clone()
         } else {
+            // libpq reads the 4-byte salt; without it, its password step fails.
             let salt = Reader::new(data)
                 .bytes(4)
-                .ok_or_else(|| fail("received invalid authentication request"))?;
+                .ok_or_else(|| fail("fe_sendauth: error sending password authentication"))?;
             self.used = "md5";
             let user = self.config.user.clone().unwrap_or_default();
             md5_password(&pw, &user, salt)
