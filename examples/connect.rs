@@ -12,260 +12,281 @@
 
 #[path = "support/pgwire.rs"]
 mod pgwire;
+#[path = "support/scram.rs"]
+mod scram;
 
 use std::io::{Read, Write};
 
 use bytes::BytesMut;
 use openssl::hash::{MessageDigest, hash};
-use openssl::pkey::PKey;
-use openssl::sign::Signer;
 use pgssl::io::blocking::{Connected, connect_with};
 use pgssl::io::{AuthFailure, ConnectError};
 use pgssl::tls::{ChannelBinding, ClientTlsConfig, peer_end_point};
-use pgssl::wire::{Decoded, ErrorResponse};
+use pgwire::{Message, Reader};
+use scram::{Binding, ScramClient};
+
+/// libpq's bound on messages during the startup (`30000`, as for anything but rows).
+const MAX_STARTUP_MESSAGE: usize = 30_000;
+/// libpq refuses an authentication request outside 8 ..= 2000 bytes (its length word).
+const AUTH_REQUEST_LEN: std::ops::RangeInclusive<usize> = 8..=2000;
+
+/// AuthenticationRequest codes (the `R` message's Int32).
+mod areq {
+    pub const OK: u32 = 0;
+    pub const KRB4: u32 = 1;
+    pub const KRB5: u32 = 2;
+    pub const PASSWORD: u32 = 3;
+    pub const CRYPT: u32 = 4;
+    pub const MD5: u32 = 5;
+    pub const GSS: u32 = 7;
+    pub const GSS_CONT: u32 = 8;
+    pub const SSPI: u32 = 9;
+    pub const SASL: u32 = 10;
+    pub const SASL_CONT: u32 = 11;
+    pub const SASL_FIN: u32 = 12;
+}
 
 fn fail(msg: impl Into<String>) -> AuthFailure {
     AuthFailure::Abort(ConnectError::Io(std::io::Error::other(msg.into())))
 }
 
-fn server_error(body: &[u8]) -> AuthFailure {
-    let mut msg = vec![b'E'];
-    msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    msg.extend_from_slice(body);
-    match ErrorResponse::decode(&msg) {
-        Ok(Decoded::Complete(r, _)) => AuthFailure::Server(r),
-        _ => fail("invalid ErrorResponse"),
+/// A read error in libpq's words: a bad length word is lost synchronization.
+fn read_failure(e: std::io::Error) -> AuthFailure {
+    match pgwire::bad_length(&e) {
+        Some(bad) => fail(bad.libpq_text()),
+        None => e.into(),
     }
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let k = PKey::hmac(key).expect("HMAC key");
-    let mut s = Signer::new(MessageDigest::sha256(), &k).expect("HMAC");
-    s.update(data).expect("HMAC");
-    s.sign_to_vec().expect("HMAC")
+/// The next message: the connection's first (already read by the plan), then the stream's.
+fn next_message(c: &mut Connected, first: &mut Option<Vec<u8>>) -> Result<Message, AuthFailure> {
+    let m = match first.take() {
+        Some(raw) => pgwire::read_message(&mut raw.as_slice(), MAX_STARTUP_MESSAGE),
+        None => pgwire::read_message(&mut c.stream, MAX_STARTUP_MESSAGE),
+    };
+    m.map_err(read_failure)?
+        .ok_or_else(|| fail("server closed the connection unexpectedly"))
 }
 
-/// Authenticates on a connection the plan made; returns the mechanism used.
-fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, AuthFailure> {
-    let user = config.user.clone().unwrap_or_default();
-    let password = config.password.clone();
-    let mut first = Some(c.first_message.clone());
-    let mut used = "trust".to_owned();
-    let mut scram: Option<Scram> = None;
-    loop {
-        let (tag, body) = match first.take() {
-            Some(m) => (m.tag(), m.body().to_vec()),
-            None => match pgwire::read_message(&mut c.stream, 1 << 20)? {
-                Some(m) => (m.tag, m.body),
-                None => return Err(fail("server closed the connection unexpectedly")),
-            },
-        };
-        match tag {
-            b'E' => return Err(server_error(&body)),
-            b'R' => {
-                let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-                let mut out = BytesMut::new();
-                match code {
-                    0 => {
-                        if let (Some(t), Some(ssl)) = (&c.tls, c.stream.ssl()) {
-                            t.check_cert_mode(ssl)
-                                .map_err(|e| AuthFailure::Abort(e.into()))?;
-                        }
-                        if config.channel_binding == ChannelBinding::Require
-                            && used != "SCRAM-SHA-256-PLUS"
-                        {
-                            return Err(fail(
-                                "channel binding required, but server authenticated client without channel binding",
-                            ));
-                        }
-                    }
-                    3 | 5 => {
-                        let Some(pw) = &password else {
-                            return Err(fail("fe_sendauth: no password supplied"));
-                        };
-                        if config.channel_binding == ChannelBinding::Require {
-                            return Err(fail(
-                                "channel binding required but not supported by server's authentication request",
-                            ));
-                        }
-                        let sent = if code == 3 {
-                            used = "password".into();
-                            pw.clone()
-                        } else {
-                            used = "md5".into();
-                            let inner =
-                                hash(MessageDigest::md5(), format!("{pw}{user}").as_bytes())
-                                    .unwrap();
-                            let inner: String = inner.iter().map(|b| format!("{b:02x}")).collect();
-                            let mut salted = inner.into_bytes();
-                            salted.extend_from_slice(&body[4..8]);
-                            let outer = hash(MessageDigest::md5(), &salted).unwrap();
-                            format!(
-                                "md5{}",
-                                outer.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                            )
-                        };
-                        let mut b = Vec::new();
-                        pgwire::cstr(&mut b, &sent);
-                        pgwire::put(&mut out, b'p', &b);
-                    }
-                    10 => {
-                        let Some(pw) = &password else {
-                            return Err(fail("fe_sendauth: no password supplied"));
-                        };
-                        let mut mechs = Vec::new();
-                        let mut pos = 4;
-                        while let Some(m) = pgwire::get_cstr(&body, &mut pos) {
-                            if m.is_empty() {
-                                break;
-                            }
-                            mechs.push(m);
-                        }
-                        let tls = c.stream.ssl().is_some();
-                        let plus = tls
-                            && config.channel_binding != ChannelBinding::Disable
-                            && mechs.iter().any(|m| m == "SCRAM-SHA-256-PLUS");
-                        if config.channel_binding == ChannelBinding::Require && !plus {
-                            return Err(fail(
-                                "channel binding is required, but server did not offer an authentication method that supports channel binding",
-                            ));
-                        }
-                        let (mech, cb) = if plus {
-                            let data = peer_end_point(c.stream.ssl().unwrap())
-                                .map_err(|e| fail(e.to_string()))?;
-                            ("SCRAM-SHA-256-PLUS", Some(data))
-                        } else {
-                            ("SCRAM-SHA-256", None)
-                        };
-                        // "y": we could bind but the server did not offer it over TLS.
-                        let gs2 = match (
-                            &cb,
-                            tls && config.channel_binding != ChannelBinding::Disable,
-                        ) {
-                            (Some(_), _) => "p=tls-server-end-point,,",
-                            (None, true) => "y,,",
-                            (None, false) => "n,,",
-                        };
-                        let mut nonce = [0u8; 18];
-                        openssl::rand::rand_bytes(&mut nonce).unwrap();
-                        let nonce = openssl::base64::encode_block(&nonce);
-                        let first_bare = format!("n=,r={nonce}");
-                        let msg = format!("{gs2}{first_bare}");
-                        let mut b = Vec::new();
-                        pgwire::cstr(&mut b, mech);
-                        b.extend_from_slice(&(msg.len() as i32).to_be_bytes());
-                        b.extend_from_slice(msg.as_bytes());
-                        pgwire::put(&mut out, b'p', &b);
-                        used = mech.to_owned();
-                        scram = Some(Scram {
-                            password: pw.clone(),
-                            gs2: gs2.to_owned(),
-                            cb,
-                            nonce,
-                            first_bare,
-                            server_signature: Vec::new(),
-                        });
-                    }
-                    11 => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| fail("unexpected SASL message"))?;
-                        let server_first = String::from_utf8_lossy(&body[4..]).into_owned();
-                        let reply = s.client_final(&server_first)?;
-                        pgwire::put(&mut out, b'p', reply.as_bytes());
-                    }
-                    12 => {
-                        let s = scram
-                            .as_ref()
-                            .ok_or_else(|| fail("unexpected SASL message"))?;
-                        let text = String::from_utf8_lossy(&body[4..]).into_owned();
-                        let v = text
-                            .strip_prefix("v=")
-                            .ok_or_else(|| fail("malformed SCRAM message"))?;
-                        let sig = openssl::base64::decode_block(v)
-                            .map_err(|_| fail("malformed SCRAM message"))?;
-                        if sig != s.server_signature {
-                            return Err(fail("incorrect server signature"));
-                        }
-                    }
-                    other => {
-                        return Err(fail(format!("authentication method {other} not supported")));
-                    }
-                }
-                if !out.is_empty() {
-                    pgwire::send(&mut c.stream, &out)?;
-                }
+/// Where the authentication is (libpq's `sasl_state`, `client_finished_auth`).
+struct Auth<'a> {
+    config: &'a ClientTlsConfig,
+    /// The mechanism name for the caller ("trust" when the server asked for nothing).
+    used: &'static str,
+    scram: Option<ScramClient>,
+    /// The client sent its last authentication message (password) or verified the server
+    /// (SCRAM).
+    finished: bool,
+}
+
+impl Auth<'_> {
+    /// libpq's `check_expected_areq` for channel_binding=require, and the rule that a SCRAM
+    /// exchange once begun must complete before AuthenticationOk.
+    fn check_expected(&self, code: u32) -> Result<(), AuthFailure> {
+        let require = self.config.channel_binding == ChannelBinding::Require;
+        match code {
+            areq::SASL | areq::SASL_CONT | areq::SASL_FIN => Ok(()),
+            areq::OK if require && !self.scram.as_ref().is_some_and(ScramClient::channel_bound) => {
+                Err(fail(
+                    "channel binding required, but server authenticated client without channel binding",
+                ))
             }
-            // ParameterStatus, BackendKeyData, notices: until ReadyForQuery.
-            b'S' | b'K' | b'N' | b'v' => {}
-            b'Z' => return Ok(used),
-            other => {
-                return Err(fail(format!(
-                    "unexpected message type \"{}\"",
-                    other as char
-                )));
+            areq::OK if self.scram.is_some() && !self.finished => {
+                Err(fail("server did not complete authentication"))
             }
+            areq::OK => Ok(()),
+            _ if require => Err(fail(
+                "channel binding required but not supported by server's authentication request",
+            )),
+            _ => Ok(()),
         }
     }
-}
 
-struct Scram {
-    password: String,
-    gs2: String,
-    cb: Option<Vec<u8>>,
-    nonce: String,
-    first_bare: String,
-    server_signature: Vec<u8>,
-}
+    fn password(&self) -> Result<&str, AuthFailure> {
+        match self.config.password.as_deref() {
+            Some(p) if !p.is_empty() => Ok(p),
+            _ => Err(fail("fe_sendauth: no password supplied")),
+        }
+    }
 
-impl Scram {
-    fn client_final(&mut self, server_first: &str) -> Result<String, AuthFailure> {
-        let mut r = None;
-        let mut salt = None;
-        let mut iter = None;
-        for part in server_first.split(',') {
-            match part.split_at(2.min(part.len())) {
-                ("r=", v) => r = Some(v.to_owned()),
-                ("s=", v) => salt = openssl::base64::decode_block(v).ok(),
-                ("i=", v) => iter = v.parse::<usize>().ok(),
+    /// AuthenticationCleartextPassword or AuthenticationMD5Password (with its salt).
+    fn password_message(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, AuthFailure> {
+        let pw = self.password()?.to_owned();
+        let sent = if code == areq::PASSWORD {
+            self.used = "password";
+            pw.clone()
+        } else {
+            // libpq reads the 4-byte salt; without it, its password step fails.
+            let salt = Reader::new(data)
+                .bytes(4)
+                .ok_or_else(|| fail("fe_sendauth: error sending password authentication"))?;
+            self.used = "md5";
+            let user = self.config.user.clone().unwrap_or_default();
+            md5_password(&pw, &user, salt)
+        };
+        self.finished = true;
+        let mut b = Vec::new();
+        pgwire::cstr(&mut b, &sent);
+        Ok(b)
+    }
+
+    /// AuthenticationSASL: picks the mechanism as libpq's `pg_SASL_init` does and returns
+    /// the SASLInitialResponse body.
+    fn sasl_init(&mut self, c: &Connected, data: &[u8]) -> Result<Vec<u8>, AuthFailure> {
+        if self.scram.is_some() {
+            return Err(fail("duplicate SASL authentication request"));
+        }
+        let tls = c.stream.ssl().is_some();
+        let cb = self.config.channel_binding;
+        let mut offers_plus = false;
+        let mut offers_plain = false;
+        let mut list = Reader::new(data);
+        loop {
+            let m = list.cstr().ok_or_else(|| {
+                fail("fe_sendauth: invalid authentication request from server: invalid list of authentication mechanisms")
+            })?;
+            match m {
+                b"" => break,
+                m if m == scram::SCRAM_SHA_256_PLUS.as_bytes() => {
+                    if !tls {
+                        return Err(fail(
+                            "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection",
+                        ));
+                    }
+                    offers_plus = true;
+                }
+                m if m == scram::SCRAM_SHA_256.as_bytes() => offers_plain = true,
                 _ => {}
             }
         }
-        let (Some(r), Some(salt), Some(iter)) = (r, salt, iter) else {
-            return Err(fail("malformed SCRAM message"));
+        let plus = offers_plus && cb != ChannelBinding::Disable;
+        if !plus && !offers_plain {
+            return Err(fail(
+                "none of the server's SASL authentication mechanisms are supported",
+            ));
+        }
+        if cb == ChannelBinding::Require && !plus {
+            return Err(fail(
+                "channel binding is required, but server did not offer an authentication method that supports channel binding",
+            ));
+        }
+        let password = self.password()?.to_owned();
+        let binding = match (plus, c.stream.ssl()) {
+            (true, Some(ssl)) => {
+                Binding::Plus(peer_end_point(ssl).map_err(|e| fail(e.to_string()))?)
+            }
+            (false, Some(_)) if cb != ChannelBinding::Disable => Binding::CouldBind,
+            _ => Binding::No,
         };
-        if !r.starts_with(&self.nonce) {
-            return Err(fail("invalid SCRAM response (nonce mismatch)"));
+        let (client, first) = ScramClient::start(&password, binding).map_err(fail)?;
+        self.used = client.mechanism();
+        let mut b = Vec::new();
+        pgwire::cstr(&mut b, client.mechanism());
+        b.extend_from_slice(&(first.len() as i32).to_be_bytes());
+        b.extend_from_slice(&first);
+        self.scram = Some(client);
+        Ok(b)
+    }
+
+    /// AuthenticationSASLContinue / AuthenticationSASLFinal.
+    fn sasl_continue(
+        &mut self,
+        data: &[u8],
+        is_final: bool,
+    ) -> Result<Option<Vec<u8>>, AuthFailure> {
+        let s = self.scram.as_mut().ok_or_else(|| {
+            fail("fe_sendauth: invalid authentication request from server: AUTH_REQ_SASL_CONT without AUTH_REQ_SASL")
+        })?;
+        let reply = s.exchange(data, is_final).map_err(fail)?;
+        self.finished = s.finished();
+        Ok(reply)
+    }
+
+    /// One AuthenticationRequest: what to send back (a `p` body), if anything.
+    fn request(&mut self, c: &Connected, body: &[u8]) -> Result<Option<Vec<u8>>, AuthFailure> {
+        if !AUTH_REQUEST_LEN.contains(&(body.len() + 4)) {
+            return Err(fail("received invalid authentication request"));
         }
-        let mut cbind = self.gs2.clone().into_bytes();
-        if let Some(cb) = &self.cb {
-            cbind.extend_from_slice(cb);
+        let mut r = Reader::new(body);
+        let code = r
+            .u32()
+            .ok_or_else(|| fail("received invalid authentication request"))?;
+        let data = r.rest();
+        self.check_expected(code)?;
+        match code {
+            areq::OK => {
+                if let (Some(t), Some(ssl)) = (&c.tls, c.stream.ssl()) {
+                    t.check_cert_mode(ssl)
+                        .map_err(|e| AuthFailure::Abort(e.into()))?;
+                }
+                Ok(None)
+            }
+            areq::PASSWORD | areq::MD5 => self.password_message(code, data).map(Some),
+            areq::SASL => self.sasl_init(c, data).map(Some),
+            areq::SASL_CONT | areq::SASL_FIN => self.sasl_continue(data, code == areq::SASL_FIN),
+            areq::KRB4 => Err(fail("Kerberos 4 authentication not supported")),
+            areq::KRB5 => Err(fail("Kerberos 5 authentication not supported")),
+            areq::CRYPT => Err(fail("Crypt authentication not supported")),
+            areq::GSS | areq::GSS_CONT => Err(fail("GSSAPI authentication not supported")),
+            areq::SSPI => Err(fail("SSPI authentication not supported")),
+            other => Err(fail(format!("authentication method {other} not supported"))),
         }
-        let without_proof = format!("c={},r={r}", openssl::base64::encode_block(&cbind));
-        let mut salted = [0u8; 32];
-        openssl::pkcs5::pbkdf2_hmac(
-            self.password.as_bytes(),
-            &salt,
-            iter,
-            MessageDigest::sha256(),
-            &mut salted,
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key = hash(MessageDigest::sha256(), &client_key).unwrap();
-        let auth_message = format!("{},{server_first},{without_proof}", self.first_bare);
-        let client_sig = hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(client_sig)
-            .map(|(a, b)| a ^ b)
-            .collect();
-        let server_key = hmac(&salted, b"Server Key");
-        self.server_signature = hmac(&server_key, auth_message.as_bytes());
-        Ok(format!(
-            "{without_proof},p={}",
-            openssl::base64::encode_block(&proof)
-        ))
+    }
+}
+
+/// `md5` + md5(md5(password + user) in hex + salt) in hex, as libpq's `pg_md5_encrypt` twice.
+fn md5_password(password: &str, user: &str, salt: &[u8]) -> String {
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let inner = hash(MessageDigest::md5(), format!("{password}{user}").as_bytes())
+        .expect("MD5 is available");
+    let mut salted = hex(&inner).into_bytes();
+    salted.extend_from_slice(salt);
+    let outer = hash(MessageDigest::md5(), &salted).expect("MD5 is available");
+    format!("md5{}", hex(&outer))
+}
+
+/// Authenticates on a connection the plan made, up to ReadyForQuery; returns the mechanism
+/// used. Every server message is bounds-checked; every refusal is libpq's text.
+fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, AuthFailure> {
+    let mut first = Some(c.first_message.as_bytes().to_vec());
+    let mut auth = Auth {
+        config,
+        used: "trust",
+        scram: None,
+        finished: false,
+    };
+    let mut authenticated = false;
+    loop {
+        let m = next_message(c, &mut first)?;
+        match m.tag {
+            b'E' => {
+                return Err(match pgwire::error_response(&m) {
+                    Some(r) => AuthFailure::Server(r),
+                    None => fail("received invalid error message"),
+                });
+            }
+            b'R' if !authenticated => {
+                let reply = auth.request(c, &m.body)?;
+                if let Some(body) = reply {
+                    let mut out = BytesMut::new();
+                    pgwire::put(&mut out, b'p', &body);
+                    pgwire::send(&mut c.stream, &out)?;
+                }
+                authenticated = Reader::new(&m.body).u32() == Some(areq::OK);
+            }
+            // NegotiateProtocolVersion: the crate's startup asks for 3.0 only.
+            b'v' if !authenticated => {}
+            tag if !authenticated => {
+                return Err(fail(format!(
+                    "expected authentication request from server, but received {}",
+                    tag as char
+                )));
+            }
+            // ParameterStatus, BackendKeyData, notices: until ReadyForQuery.
+            b'S' | b'K' | b'N' => {}
+            b'Z' => return Ok(auth.used.to_owned()),
+            _ => return Err(fail("unexpected message from server during startup")),
+        }
     }
 }
 
@@ -282,34 +303,30 @@ fn simple_query<S: Read + Write>(
     let mut error = None;
     loop {
         let m = pgwire::read_message(s, 1 << 26)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| match pgwire::bad_length(&e) {
+                Some(bad) => bad.libpq_text(),
+                None => e.to_string(),
+            })?
             .ok_or("server closed the connection unexpectedly")?;
         match m.tag {
             b'D' if first_row.is_none() => {
-                let n = u16::from_be_bytes([m.body[0], m.body[1]]) as usize;
-                let mut pos = 2;
-                let mut row = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let len = i32::from_be_bytes(m.body[pos..pos + 4].try_into().unwrap());
-                    pos += 4;
-                    if len < 0 {
-                        row.push(None);
-                    } else {
-                        row.push(Some(
-                            String::from_utf8_lossy(&m.body[pos..pos + len as usize]).into_owned(),
-                        ));
-                        pos += len as usize;
-                    }
-                }
+                let row =
+                    pgwire::parse_data_row(&m.body).ok_or("insufficient data in \"D\" message")?;
                 first_row = Some(row);
             }
-            b'E' => error = Some(pgwire::error_fields(&m.body)),
+            b'E' => {
+                error = Some(
+                    pgwire::error_response(&m)
+                        .map(|e| format!("{}:  {}", e.severity.as_str(), e.message))
+                        .unwrap_or_else(|| "received invalid error message".into()),
+                )
+            }
             b'Z' => break,
             _ => {}
         }
     }
     match error {
-        Some((sev, _, msg)) => Err(format!("{sev}:  {msg}")),
+        Some(e) => Err(e),
         None => Ok(first_row),
     }
 }

@@ -22,11 +22,14 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use bytes::BytesMut;
 use frontend::{Frontend, LOGGER, fatal};
 use pgssl::io::blocking::{Accepted, Connected, PgStream, connect_with_startup, send_cancel};
-use pgssl::io::{AuthFailure, ConnectError};
+use pgssl::io::{AuthFailure, ConnectError, TIMEOUT_MESSAGE};
 use pgssl::tls::{ClientTlsConfig, SessionInfo};
+use pgwire::{Message, Reader};
 
 fn frame(tag: u8, body: &[u8]) -> BytesMut {
     let mut b = BytesMut::new();
@@ -34,61 +37,203 @@ fn frame(tag: u8, body: &[u8]) -> BytesMut {
     b
 }
 
-/// The SASL mechanism list without SCRAM-SHA-256-PLUS.
-fn without_plus(body: &[u8]) -> Vec<u8> {
-    let mut out = body[..4].to_vec();
-    let mut pos = 4;
-    while let Some(m) = pgwire::get_cstr(body, &mut pos) {
-        if m.is_empty() {
-            break;
-        }
-        if m != "SCRAM-SHA-256-PLUS" {
-            pgwire::cstr(&mut out, &m);
+/// libpq's bound on a server message during the startup.
+const MAX_UPSTREAM_MESSAGE: usize = 30_000;
+/// PostgreSQL's bound on a password message (`PG_MAX_AUTH_TOKEN_LENGTH`).
+const MAX_PASSWORD_MESSAGE: usize = 65_535;
+/// PostgreSQL's bound on a SASL message for SCRAM (`PG_MAX_SASL_MESSAGE_LENGTH`).
+const MAX_SASL_MESSAGE: usize = 1_024;
+/// AuthenticationRequest codes the client answers.
+const AUTH_OK: u32 = 0;
+const AUTH_PASSWORD: u32 = 3;
+const AUTH_MD5: u32 = 5;
+const AUTH_SASL: u32 = 10;
+const AUTH_SASL_CONTINUE: u32 = 11;
+
+/// Why the relayed authentication stopped short of ReadyForQuery.
+#[derive(Debug)]
+enum Stop {
+    /// The upstream refused; its ErrorResponse already went to the client.
+    UpstreamRefused,
+    /// The upstream failed, broke the protocol or passed the deadline: the client gets
+    /// FATAL 08006 "could not connect to the upstream server: …".
+    Upstream(String),
+    /// The client broke the protocol: FATAL 08P01 with PostgreSQL's text.
+    ClientViolation(String),
+    /// The client's authentication_timeout passed (PostgreSQL logs it, sends nothing).
+    ClientTimeout,
+    /// The client closed or its socket failed.
+    ClientGone(String),
+}
+
+/// The SASL mechanism list without SCRAM-SHA-256-PLUS; `None` if the list is malformed.
+fn without_plus(body: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Reader::new(body);
+    let mut out = r.bytes(4)?.to_vec();
+    loop {
+        match r.cstr()? {
+            b"" => break,
+            b"SCRAM-SHA-256-PLUS" => {}
+            m => {
+                out.extend_from_slice(m);
+                out.push(0);
+            }
         }
     }
     out.push(0);
-    out
+    Some(out)
 }
 
-/// Relays authentication between the client and the upstream until ReadyForQuery.
-fn relay_auth<C: Read + Write>(client: &mut C, up: &mut Connected) -> Result<(), AuthFailure> {
-    let mut next = Some(up.first_message.clone());
+/// Whether an I/O error is a read timeout.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads the upstream's next message, waiting at most until `deadline`.
+fn read_upstream(up: &mut Connected, deadline: Instant) -> Result<Message, Stop> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Stop::Upstream("timeout expired".into()));
+    }
+    let sock = up.stream.get_ref().get_ref();
+    sock.set_read_timeout(Some(left))
+        .and_then(|()| sock.set_write_timeout(Some(left)))
+        .map_err(|e| Stop::Upstream(e.to_string()))?;
+    match pgwire::read_message(&mut up.stream, MAX_UPSTREAM_MESSAGE) {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(Stop::Upstream(
+            "server closed the connection unexpectedly".into(),
+        )),
+        Err(e) if timed_out(&e) || Instant::now() >= deadline => {
+            Err(Stop::Upstream("timeout expired".into()))
+        }
+        Err(e) => Err(Stop::Upstream(match pgwire::bad_length(&e) {
+            Some(bad) => bad.libpq_text(),
+            None => e.to_string(),
+        })),
+    }
+}
+
+/// Checks an upstream AuthenticationRequest as libpq would and returns its code and the
+/// body to pass on (SCRAM-SHA-256-PLUS withheld).
+fn upstream_request(body: Vec<u8>) -> Result<(u32, Vec<u8>), Stop> {
+    let invalid = || Stop::Upstream("received invalid authentication request".into());
+    if !(8..=2000).contains(&(body.len() + 4)) {
+        return Err(invalid());
+    }
+    let code = Reader::new(&body).u32().ok_or_else(invalid)?;
+    match code {
+        AUTH_MD5 if body.len() < 8 => Err(invalid()),
+        AUTH_SASL => without_plus(&body).map(|b| (code, b)).ok_or_else(|| {
+            Stop::Upstream(
+                "fe_sendauth: invalid authentication request from server: invalid list of authentication mechanisms"
+                    .into(),
+            )
+        }),
+        _ => Ok((code, body)),
+    }
+}
+
+/// Reads the client's answer to authentication request `code`, as PostgreSQL's server
+/// reads it: a `p` message within PostgreSQL's bound, else a protocol violation.
+fn read_client_answer<C: Read>(client: &mut C, code: u32) -> Result<Message, Stop> {
+    let (max, what) = if code == AUTH_PASSWORD || code == AUTH_MD5 {
+        (MAX_PASSWORD_MESSAGE, "password")
+    } else {
+        (MAX_SASL_MESSAGE, "SASL")
+    };
+    let m = match pgwire::read_message(client, max) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Err(Stop::ClientGone("client closed the connection".into())),
+        Err(e) if pgwire::bad_length(&e).is_some() => {
+            return Err(Stop::ClientViolation("invalid message length".into()));
+        }
+        Err(e) if timed_out(&e) => return Err(Stop::ClientTimeout),
+        Err(e) => return Err(Stop::ClientGone(e.to_string())),
+    };
+    if m.tag != b'p' {
+        return Err(Stop::ClientViolation(format!(
+            "expected {what} response, got message type {}",
+            m.tag
+        )));
+    }
+    Ok(m)
+}
+
+/// Relays authentication between the client and the upstream until ReadyForQuery, the
+/// upstream side bounded by `deadline` (the proxy's authentication_timeout).
+fn relay_auth<C: Read + Write>(
+    client: &mut C,
+    up: &mut Connected,
+    deadline: Instant,
+) -> Result<(), Stop> {
+    let mut first = Some(up.first_message.as_bytes().to_vec());
+    let mut authenticated = false;
     loop {
-        let (tag, body) = match next.take() {
-            Some(m) => (m.tag(), m.body().to_vec()),
-            None => match pgwire::read_message(&mut up.stream, 1 << 20)? {
-                Some(m) => (m.tag, m.body),
-                None => {
-                    return Err(AuthFailure::Abort(
-                        io::Error::other("upstream closed").into(),
-                    ));
+        let m = match first.take() {
+            Some(raw) => pgwire::read_message(&mut raw.as_slice(), MAX_UPSTREAM_MESSAGE)
+                .ok()
+                .flatten()
+                .ok_or_else(|| Stop::Upstream("received invalid authentication request".into()))?,
+            None => read_upstream(up, deadline)?,
+        };
+        let to_client = |c: &mut C, tag: u8, body: &[u8]| {
+            pgwire::send(c, &frame(tag, body)).map_err(|e| Stop::ClientGone(e.to_string()))
+        };
+        match m.tag {
+            b'R' if !authenticated => {
+                let (code, body) = upstream_request(m.body)?;
+                to_client(client, b'R', &body)?;
+                authenticated = code == AUTH_OK;
+                if matches!(
+                    code,
+                    AUTH_PASSWORD | AUTH_MD5 | AUTH_SASL | AUTH_SASL_CONTINUE
+                ) {
+                    let answer = read_client_answer(client, code)?;
+                    pgwire::send(&mut up.stream, &frame(answer.tag, &answer.body))
+                        .map_err(|e| Stop::Upstream(e.to_string()))?;
                 }
-            },
-        };
-        let body = if tag == b'R' && body.get(..4) == Some(&10u32.to_be_bytes()) {
-            without_plus(&body)
-        } else {
-            body
-        };
-        pgwire::send(client, &frame(tag, &body))?;
-        match tag {
+            }
             b'E' => {
-                return Err(AuthFailure::Abort(
-                    io::Error::other("upstream refused").into(),
+                if pgwire::error_response(&m).is_none() {
+                    return Err(Stop::Upstream("received invalid error message".into()));
+                }
+                to_client(client, b'E', &m.body)?;
+                return Err(Stop::UpstreamRefused);
+            }
+            b'v' if !authenticated => to_client(client, b'v', &m.body)?,
+            tag if !authenticated => {
+                return Err(Stop::Upstream(format!(
+                    "expected authentication request from server, but received {}",
+                    tag as char
+                )));
+            }
+            b'S' | b'K' | b'N' => to_client(client, m.tag, &m.body)?,
+            b'Z' => return to_client(client, b'Z', &m.body),
+            _ => {
+                return Err(Stop::Upstream(
+                    "unexpected message from server during startup".into(),
                 ));
             }
-            b'Z' => return Ok(()),
-            b'R' => {
-                let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-                if matches!(code, 3 | 5 | 10 | 11) {
-                    let m = pgwire::read_message(client, 1 << 20)?.ok_or_else(|| {
-                        AuthFailure::Abort(io::Error::other("client closed").into())
-                    })?;
-                    pgwire::send(&mut up.stream, &frame(m.tag, &m.body))?;
-                }
-            }
-            _ => {}
         }
+    }
+}
+
+/// Tells the client why the relay stopped, as PostgreSQL would.
+fn report_stop<W: Write>(client: &mut W, stop: Stop) {
+    match stop {
+        Stop::UpstreamRefused => {}
+        Stop::Upstream(why) => fatal(
+            client,
+            "08006",
+            format!("could not connect to the upstream server: {why}"),
+        ),
+        Stop::ClientViolation(why) => fatal(client, "08P01", why),
+        Stop::ClientTimeout => log::warn!("FATAL:  {TIMEOUT_MESSAGE}"),
+        Stop::ClientGone(why) => log::info!("could not receive data from client: {why}"),
     }
 }
 
@@ -126,6 +271,8 @@ fn relay<A: Read + Write, B: Read + Write>(a: &mut A, b: &mut B) {
 }
 
 fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer: SocketAddr) {
+    // authentication_timeout runs from the connection's arrival, for both sides.
+    let deadline = Instant::now() + front.authentication_timeout;
     let Some(accepted) = front.accept(sock, peer) else {
         return;
     };
@@ -144,7 +291,10 @@ fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer
                 leftover,
                 &startup,
                 session,
-                peer.ip(),
+                Arrival {
+                    ip: peer.ip(),
+                    deadline,
+                },
             ) {
                 log::info!("connection ended: {e}");
             }
@@ -157,6 +307,12 @@ fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer
     }
 }
 
+/// Where a client came from, and when its authentication_timeout ends.
+struct Arrival {
+    ip: IpAddr,
+    deadline: Instant,
+}
+
 fn session_main(
     front: &Frontend,
     upstream: &ClientTlsConfig,
@@ -164,7 +320,7 @@ fn session_main(
     leftover: Vec<u8>,
     startup: &pgssl::server::Startup,
     session: Option<SessionInfo>,
-    ip: IpAddr,
+    Arrival { ip, deadline }: Arrival,
 ) -> io::Result<()> {
     let user = startup.user();
     let db = startup.database();
@@ -175,25 +331,36 @@ fn session_main(
     let mut upstream = upstream.clone();
     upstream.user = Some(user.clone());
     upstream.dbname = Some(db.clone());
+    upstream.connect_timeout = Some(upstream_read_timeout(&upstream, deadline));
     let mut cio = pgwire::Prefixed::new(leftover, &mut *client);
-    let result = connect_with_startup(&upstream, startup.packet(), |up| relay_auth(&mut cio, up));
+    let mut stop = None;
+    let result = connect_with_startup(&upstream, startup.packet(), |up| {
+        relay_auth(&mut cio, up, deadline).map_err(|s| {
+            stop = Some(s);
+            AuthFailure::Abort(io::Error::other("authentication relay stopped").into())
+        })
+    });
     let pipelined = cio.rest();
-    let (mut up, ()) = match result {
-        Ok(c) => c,
-        Err(ConnectError::Io(e)) if e.to_string() == "upstream refused" => return Ok(()),
+    let (mut up, ()) = match (result, stop) {
+        (Ok(c), _) => c,
+        (Err(_), Some(stop)) => {
+            report_stop(client, stop);
+            return Ok(());
+        }
         // The upstream refused before authentication: pass its FATAL on as it is.
-        Err(ConnectError::Negotiation(pgssl::ClientError::Server { response })) => {
+        (Err(ConnectError::Negotiation(pgssl::ClientError::Server { response })), None) => {
             log::warn!("FATAL:  {}", response.message);
             let _ = client.write_all(&response.to_bytes());
             let _ = client.flush();
             return Ok(());
         }
-        Err(e) => {
-            fatal(
-                client,
-                "08006",
-                format!("could not connect to the upstream server: {e}"),
-            );
+        (Err(e), None) => {
+            let why = match &e {
+                ConnectError::Io(io) if timed_out(io) => "timeout expired".to_owned(),
+                _ if Instant::now() >= deadline => "timeout expired".to_owned(),
+                _ => e.to_string(),
+            };
+            report_stop(client, Stop::Upstream(why));
             return Ok(());
         }
     };
@@ -223,11 +390,24 @@ fn session_main(
     client.get_ref().get_ref().set_read_timeout(tick)?;
     up.stream.clear_deadline()?;
     up.stream.get_ref().get_ref().set_read_timeout(tick)?;
+    up.stream.get_ref().get_ref().set_write_timeout(None)?;
     if !pipelined.is_empty() {
         up.stream.write_all(&pipelined)?;
     }
     relay(client, &mut up.stream);
     Ok(())
+}
+
+/// The upstream's `connect_timeout` for this connection: what is left of
+/// authentication_timeout, rounded up to whole seconds, or the conninfo's own if shorter.
+/// pgssl applies it to the TCP connect and to every read until authentication.
+fn upstream_read_timeout(upstream: &ClientTlsConfig, deadline: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let secs = (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1);
+    match upstream.connect_timeout {
+        Some(t) if t > 0 => t.min(secs),
+        _ => secs,
+    }
 }
 
 fn usage() -> ! {

@@ -59,7 +59,7 @@ fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketA
         Accepted::Cancel(c) => {
             let known = backend.backends.lock().unwrap().get(&c.pid()).copied();
             match known {
-                Some(key) if key.as_slice() == c.key() => {
+                Some(key) if same_key(&key, c.key()) => {
                     log::info!("cancel request for process {} accepted", c.pid())
                 }
                 Some(_) => log::info!("wrong key in cancel request for process {}", c.pid()),
@@ -71,6 +71,12 @@ fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketA
         }
         Accepted::Refused(_) => {}
     }
+}
+
+/// The cancel key check, in constant time as `Cancel::key` asks (lengths first: a 3.2 key
+/// may be longer than ours).
+fn same_key(ours: &[u8], theirs: &[u8]) -> bool {
+    ours.len() == theirs.len() && openssl::memcmp::eq(ours, theirs)
 }
 
 type Stream = PgStream<pgssl::io::blocking::Deadline<TcpStream>>;
