@@ -466,3 +466,56 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     log::info!("proxy shut down");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(code: u32, extra: &[u8]) -> Vec<u8> {
+        [&code.to_be_bytes()[..], extra].concat()
+    }
+
+    #[test]
+    fn plus_is_withheld() {
+        let body = request(AUTH_SASL, b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0");
+        let (code, out) = upstream_request(body).unwrap();
+        assert_eq!(code, AUTH_SASL);
+        assert_eq!(out, request(AUTH_SASL, b"SCRAM-SHA-256\0\0"));
+    }
+
+    #[test]
+    fn malformed_upstream_requests_are_named() {
+        for body in [
+            Vec::new(),
+            vec![0; 3],
+            request(AUTH_MD5, b"ab"),
+            request(AUTH_SASL, b"SCRAM-SHA-256"),
+            request(AUTH_SASL, &[b'x'; 2000]),
+        ] {
+            match upstream_request(body.clone()) {
+                Err(Stop::Upstream(why)) => assert!(
+                    why.contains("invalid authentication request")
+                        || why.contains("invalid list of authentication mechanisms"),
+                    "{body:?}: {why}"
+                ),
+                other => panic!("{body:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_client_lengths_are_protocol_violations() {
+        let mut client = &b"p\xff\xff\xff\xff"[..];
+        match read_client_answer(&mut client, AUTH_PASSWORD) {
+            Err(Stop::ClientViolation(why)) => assert_eq!(why, "invalid message length"),
+            other => panic!("{other:?}"),
+        }
+        let mut client = &b"Q\x00\x00\x00\x05x"[..];
+        match read_client_answer(&mut client, AUTH_SASL) {
+            Err(Stop::ClientViolation(why)) => {
+                assert_eq!(why, "expected SASL response, got message type 81")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
