@@ -356,7 +356,12 @@ pub fn accept<S: Read + Write + ReadTimeout>(
             ServerOutput::Startup(startup) => {
                 let stream = conn.take().expect("stream present");
                 let session = match stream.ssl() {
-                    Some(ssl) => Some(SessionInfo::from_ssl(ssl).map_err(io::Error::other)?),
+                    Some(ssl) => {
+                        let s = SessionInfo::from_ssl(ssl).map_err(io::Error::other)?;
+                        // PostgreSQL refuses a client certificate whose names hold a NUL.
+                        s.check_client_names().map_err(io::Error::other)?;
+                        Some(s)
+                    }
                     None => None,
                 };
                 return Ok(Accepted::Startup {

@@ -60,11 +60,9 @@ pub(crate) fn tls_io_error(e: io::Error, tls: bool) -> ConnectError {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>());
     match ssl.and_then(|s| s.ssl_error()) {
-        Some(stack) if !stack.errors().is_empty() => crate::tls::ClientTlsError::Handshake {
-            reason: crate::tls::openssl_reason(stack),
-            hint: None,
+        Some(stack) if !stack.errors().is_empty() => {
+            crate::tls::ClientTlsError::handshake(stack).into()
         }
-        .into(),
         _ => match e.kind() {
             io::ErrorKind::UnexpectedEof => {
                 crate::tls::ClientTlsError::Syscall("EOF detected".to_owned()).into()

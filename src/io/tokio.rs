@@ -349,7 +349,12 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
             ServerOutput::Startup(startup) => {
                 let stream = conn.take().expect("stream present");
                 let session = match stream.ssl() {
-                    Some(ssl) => Some(SessionInfo::from_ssl(ssl).map_err(io::Error::other)?),
+                    Some(ssl) => {
+                        let s = SessionInfo::from_ssl(ssl).map_err(io::Error::other)?;
+                        // PostgreSQL refuses a client certificate whose names hold a NUL.
+                        s.check_client_names().map_err(io::Error::other)?;
+                        Some(s)
+                    }
                     None => None,
                 };
                 return Ok(Accepted::Startup {

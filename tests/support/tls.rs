@@ -36,10 +36,11 @@ pub fn key_copy(dir: &Path, name: &str, mode: u32) -> PathBuf {
 
 /// A server configuration for `server-localhost` (with its intermediate) and a 0600 key copy.
 pub fn localhost_config(dir: &Path) -> ServerTlsConfig {
-    ServerTlsConfig::new()
-        .ssl(true)
+    let mut c = ServerTlsConfig::new();
+    c.ssl(true)
         .cert_file(cert("server-localhost+server_ca.crt"))
-        .key_file(key_copy(dir, "server-localhost.key", 0o600))
+        .key_file(key_copy(dir, "server-localhost.key", 0o600));
+    c
 }
 
 /// What the test server saw on one connection.
