@@ -924,3 +924,27 @@ fn clientcert_and_cert_method_on_real_sessions() {
         "connection requires a valid client certificate"
     );
 }
+
+/// PostgreSQL refuses a client certificate whose CN holds a NUL byte once the handshake is
+/// done, logging "SSL certificate's common name contains embedded null".
+#[test]
+fn client_common_name_with_embedded_null_is_refused() {
+    let d = dir();
+    let pki = dir();
+    one_name_pki(pki.path(), "ssltestuser\0.evil.example");
+    let mut c = localhost_config(d.path());
+    c.ca_file(pki.path().join("ca.crt"));
+    let srv = TestServer::with(ServerPolicy::new(), c.build().unwrap());
+    let mut client = connector(None);
+    client
+        .set_certificate_file(pki.path().join("leaf.crt"), openssl::ssl::SslFiletype::PEM)
+        .unwrap();
+    client
+        .set_private_key_file(pki.path().join("leaf.key"), openssl::ssl::SslFiletype::PEM)
+        .unwrap();
+    let _ = pg_connect(srv.port, How::SslRequest, client, None, "ssltestuser");
+    match srv.next() {
+        Seen::Error(e) => assert_eq!(e, "SSL certificate's common name contains embedded null"),
+        other => panic!("{other:?}"),
+    }
+}
