@@ -178,7 +178,7 @@ fn row(session: &Option<SessionInfo>) -> Vec<Option<String>> {
         }
         Some(s) => vec![
             Some("t".to_owned()),
-            Some(s.version.clone()),
+            Some(s.version.to_string()),
             Some(s.cipher.clone()),
             Some(s.bits.to_string()),
             s.peer.as_ref().map(|p| p.subject.clone()),

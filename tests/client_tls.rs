@@ -1758,3 +1758,50 @@ fn tls_server_end_point() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// A server certificate whose CN holds a NUL byte (CVE-2009-4034)
+
+/// libpq reads the server's names only under verify-full: under `require` and `verify-ca` a CN
+/// with an embedded NUL does not stop the connection (the test server's FATAL after the
+/// StartupMessage shows TLS was established); under verify-full it is refused with libpq's
+/// text.
+#[test]
+fn server_common_name_with_embedded_null() {
+    let pki = tempfile::tempdir().unwrap();
+    tls_support::one_name_pki(pki.path(), "localhost\0.evil.example");
+    let mut server = pgssl::tls::ServerTlsConfig::new();
+    server
+        .ssl(true)
+        .cert_file(pki.path().join("leaf.crt"))
+        .key_file(pki.path().join("leaf.key"));
+    let srv = TestServer::with(ServerPolicy::new(), server.build().unwrap());
+    let home = tempfile::tempdir().unwrap();
+    let root = pki.path().join("ca.crt");
+    for (mode, expect) in [
+        ("require", FATAL_MARKER),
+        ("verify-ca", FATAL_MARKER),
+        (
+            "verify-full",
+            "SSL certificate's name contains embedded null",
+        ),
+    ] {
+        let conninfo = format!(
+            "host=localhost hostaddr=127.0.0.1 port={} user=u sslmode={mode} sslrootcert={} connect_timeout=10",
+            srv.port,
+            root.display()
+        );
+        let mut config = ClientTlsConfig::from_conninfo(&conninfo).unwrap();
+        config.home(home.path());
+        let e = match connect(&config) {
+            Ok(_) => panic!("{mode}: the test server always answers with a FATAL"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(expect), "{mode}: {e}");
+        if mode == "verify-full" {
+            assert!(!e.contains(FATAL_MARKER), "{mode}: {e}");
+        } else {
+            assert!(e.contains("ssl=on"), "{mode}: {e}");
+        }
+    }
+}

@@ -66,10 +66,8 @@ fn child(args: &[String]) -> ExitCode {
     match args {
         [probe] if probe == "probe" => println!("result=probe"),
         [build, cert, key] if build == "build" => {
-            let c = ServerTlsConfig::new()
-                .ssl(true)
-                .cert_file(cert)
-                .key_file(key);
+            let mut c = ServerTlsConfig::new();
+            c.ssl(true).cert_file(cert).key_file(key);
             match c.build() {
                 Ok(_) => println!("result=ok"),
                 Err(e) => println!("result=err {}", esc(&e.to_string())),

@@ -91,14 +91,14 @@ fn child(scenario: &str) -> ExitCode {
             put("conf.from_env", c.from_env);
             put("conf.exists", c.exists);
             let key = key_copy(d.path(), "server-ecdsa.key", 0o600);
-            let abs = ServerTlsConfig::new()
-                .ssl(true)
+            let mut abs = ServerTlsConfig::new();
+            abs.ssl(true)
                 .cert_file(cert("server-ecdsa.crt"))
                 .key_file(&key);
             put("ecdsa.build", outcome(&abs.build()));
             // Named relative to the data directory: the error names it as configured.
-            let rel = ServerTlsConfig::new()
-                .ssl(true)
+            let mut rel = ServerTlsConfig::new();
+            rel.ssl(true)
                 .data_dir(certs())
                 .cert_file("server-ecdsa.crt")
                 .key_file(&key);
@@ -112,7 +112,8 @@ fn child(scenario: &str) -> ExitCode {
             client(&srv, "default", SslVersion::TLS1_2, SslVersion::TLS1_3);
             // The ECDSA certificate as committed builds…
             let key = key_copy(d.path(), "server-ecdsa.key", 0o600);
-            let ecdsa = ServerTlsConfig::new()
+            let mut ecdsa = ServerTlsConfig::new();
+            ecdsa
                 .ssl(true)
                 .cert_file(cert("server-ecdsa.crt"))
                 .key_file(&key);

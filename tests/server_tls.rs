@@ -26,7 +26,8 @@ fn build_err(c: &ServerTlsConfig) -> String {
 #[test]
 fn missing_certificate_file() {
     let d = dir();
-    let c = localhost_config(d.path()).cert_file("/nonexistent/server.crt");
+    let mut c = localhost_config(d.path());
+    c.cert_file("/nonexistent/server.crt");
     assert_eq!(
         build_err(&c),
         "could not load server certificate file \"/nonexistent/server.crt\": No such file or directory"
@@ -36,7 +37,8 @@ fn missing_certificate_file() {
 #[test]
 fn certificate_file_that_is_not_pem() {
     let d = dir();
-    let c = localhost_config(d.path()).cert_file(cert("README.md"));
+    let mut c = localhost_config(d.path());
+    c.cert_file(cert("README.md"));
     let e = build_err(&c);
     assert!(
         e.starts_with(&format!(
@@ -51,7 +53,8 @@ fn certificate_file_that_is_not_pem() {
 #[test]
 fn missing_key_file() {
     let d = dir();
-    let c = localhost_config(d.path()).key_file("/nonexistent/server.key");
+    let mut c = localhost_config(d.path());
+    c.key_file("/nonexistent/server.key");
     assert_eq!(
         build_err(&c),
         "could not access private key file \"/nonexistent/server.key\": No such file or directory"
@@ -61,7 +64,8 @@ fn missing_key_file() {
 #[test]
 fn key_file_that_is_a_directory() {
     let d = dir();
-    let c = localhost_config(d.path()).key_file(d.path());
+    let mut c = localhost_config(d.path());
+    c.key_file(d.path());
     assert_eq!(
         build_err(&c),
         format!(
@@ -76,7 +80,8 @@ fn key_file_0644_is_refused_and_0600_accepted() {
     let d = dir();
     let loose = dir();
     let key = key_copy(loose.path(), "server-localhost.key", 0o644);
-    let c = localhost_config(d.path()).key_file(&key);
+    let mut c = localhost_config(d.path());
+    c.key_file(&key);
     assert_eq!(
         build_err(&c),
         format!(
@@ -93,7 +98,8 @@ fn key_file_0644_is_refused_and_0600_accepted() {
 #[test]
 fn key_that_does_not_match_the_certificate() {
     let d = dir();
-    let c = localhost_config(d.path()).key_file(key_copy(d.path(), "server-cn-only.key", 0o600));
+    let mut c = localhost_config(d.path());
+    c.key_file(key_copy(d.path(), "server-cn-only.key", 0o600));
     // OpenSSL already compares the key with the certificate when the key is set, so the
     // error is the key file's, as with PostgreSQL's SSL_CTX_use_PrivateKey_file.
     let e = build_err(&c);
@@ -129,7 +135,8 @@ fn key_file_with_garbage() {
 #[test]
 fn missing_ca_file() {
     let d = dir();
-    let c = localhost_config(d.path()).ca_file("/nonexistent/root.crt");
+    let mut c = localhost_config(d.path());
+    c.ca_file("/nonexistent/root.crt");
     let e = build_err(&c);
     assert!(
         e.starts_with("could not load root certificate file \"/nonexistent/root.crt\": "),
@@ -140,12 +147,14 @@ fn missing_ca_file() {
 #[test]
 fn missing_crl_file_and_dir() {
     let d = dir();
-    let c = localhost_config(d.path()).crl_file("/nonexistent/root.crl");
+    let mut c = localhost_config(d.path());
+    c.crl_file("/nonexistent/root.crl");
     assert_eq!(
         build_err(&c),
         "could not load SSL certificate revocation list file \"/nonexistent/root.crl\": No such file or directory"
     );
-    let c = localhost_config(d.path()).crl_dir("/nonexistent/crldir");
+    let mut c = localhost_config(d.path());
+    c.crl_dir("/nonexistent/crldir");
     assert_eq!(
         build_err(&c),
         "could not load SSL certificate revocation list directory \"/nonexistent/crldir\": No such file or directory"
@@ -155,8 +164,8 @@ fn missing_crl_file_and_dir() {
 #[test]
 fn protocol_range_min_above_max() {
     let d = dir();
-    let c = localhost_config(d.path())
-        .min_protocol_version(TlsVersion::Tls1_3)
+    let mut c = localhost_config(d.path());
+    c.min_protocol_version(TlsVersion::Tls1_3)
         .max_protocol_version(Some(TlsVersion::Tls1_2));
     assert_eq!(
         build_err(&c),
@@ -203,24 +212,27 @@ fn dh_params_file_errors() {
 // The passphrase command.
 
 fn password_config(d: &std::path::Path) -> ServerTlsConfig {
-    ServerTlsConfig::new()
-        .ssl(true)
+    let mut c = ServerTlsConfig::new();
+    c.ssl(true)
         .cert_file(cert("server-password.crt"))
-        .key_file(key_copy(d, "server-password.key", 0o600))
+        .key_file(key_copy(d, "server-password.key", 0o600));
+    c
 }
 
 #[test]
 fn passphrase_command_right_wrong_and_failing() {
     let d = dir();
     // %p is the prompt; the command checks it arrived.
-    let ok = password_config(d.path())
-        .passphrase_command("test \"%p\" = 'Enter PEM pass phrase:' && echo secret1");
+    let mut ok = password_config(d.path());
+    ok.passphrase_command("test \"%p\" = 'Enter PEM pass phrase:' && echo secret1");
     assert!(ok.build().is_ok());
-    let wrong = password_config(d.path()).passphrase_command("echo wrongpassword");
+    let mut wrong = password_config(d.path());
+    wrong.passphrase_command("echo wrongpassword");
     let e = build_err(&wrong);
     assert!(e.starts_with("could not load private key file \""), "{e}");
     assert!(e.contains("bad decrypt"), "{e}");
-    let failing = password_config(d.path()).passphrase_command("exit 7");
+    let mut failing = password_config(d.path());
+    failing.passphrase_command("exit 7");
     assert_eq!(
         build_err(&failing),
         "command \"exit 7\" failed: child process exited with exit code 7"
@@ -232,7 +244,8 @@ fn passphrase_command_right_wrong_and_failing() {
 #[test]
 fn passphrase_callback_from_the_host() {
     let d = dir();
-    let c = password_config(d.path()).passphrase_callback(|prompt| {
+    let mut c = password_config(d.path());
+    c.passphrase_callback(|prompt| {
         assert_eq!(prompt, "Enter PEM pass phrase:");
         Ok(b"secret1".to_vec())
     });
@@ -242,13 +255,15 @@ fn passphrase_callback_from_the_host() {
 #[test]
 fn protected_key_cannot_be_reloaded_without_supports_reload() {
     let d = dir();
-    let c = password_config(d.path()).passphrase_command("echo secret1");
+    let mut c = password_config(d.path());
+    c.passphrase_command("echo secret1");
     let live = ReloadableServerTls::new(&c).expect("start runs the command");
     let before = live.current();
     let e = live.reload(&c).unwrap_err();
     let key = d.path().join("server-password.key");
+    assert_eq!(e.to_string(), "SSL configuration was not reloaded");
     assert_eq!(
-        e.to_string(),
+        e.report(),
         format!(
             "SSL configuration was not reloaded: private key file \"{}\" cannot be reloaded because it requires a passphrase",
             key.display()
@@ -353,8 +368,8 @@ fn ssl_request_with_alpn_postgresql() {
         } => {
             assert_eq!(user, "alice");
             assert_eq!(s.alpn.as_deref(), Some(&b"postgresql"[..]));
-            assert_eq!(s.version, "TLSv1.3");
-            assert_eq!(s.version, tls.ssl().version_str());
+            assert_eq!(s.version.to_string(), "TLSv1.3");
+            assert_eq!(s.version.as_str(), tls.ssl().version_str());
             assert_eq!(s.cipher, tls.ssl().current_cipher().unwrap().name());
         }
         other => panic!("{other:?}"),
@@ -516,10 +531,15 @@ fn tls_server_end_point_is_undefined_without_a_signature_digest() {
 // Client certificates.
 
 fn client_ca_server(d: &std::path::Path, crl: Option<(&str, bool)>) -> TestServer {
-    let mut c = localhost_config(d).ca_file(cert("root+client_ca.crt"));
+    let mut c = localhost_config(d);
+    c.ca_file(cert("root+client_ca.crt"));
     match crl {
-        Some((f, false)) => c = c.crl_file(cert(f)),
-        Some((f, true)) => c = c.crl_dir(cert(f)),
+        Some((f, false)) => {
+            c.crl_file(cert(f));
+        }
+        Some((f, true)) => {
+            c.crl_dir(cert(f));
+        }
         None => {}
     }
     TestServer::with(ServerPolicy::new(), c.build().unwrap())
@@ -755,7 +775,7 @@ fn s_client_sees_what_pg_stat_ssl_reports() {
     else {
         panic!()
     };
-    assert_eq!(s.version, proto.trim());
+    assert_eq!(s.version.as_str(), proto.trim());
     assert_eq!(s.cipher, cipher.trim());
     assert_eq!(s.bits, 256);
     drop(tls);
@@ -773,18 +793,20 @@ fn reload_under_open_connections() {
     let (_, open) = pg_connect(srv.port, How::SslRequest, connector(None), None, "a").unwrap();
     let _ = srv.next();
     // A broken reload keeps the old context; new connections still succeed.
-    let broken = localhost_config(d.path()).cert_file("/nonexistent/new.crt");
+    let mut broken = localhost_config(d.path());
+    broken.cert_file("/nonexistent/new.crt");
     let e = live.reload(&broken).unwrap_err();
     assert!(matches!(e, TlsError::NotReloaded { .. }));
     assert!(
-        e.to_string().starts_with(
+        e.report().starts_with(
             "SSL configuration was not reloaded: could not load server certificate file"
         )
     );
     pg_connect(srv.port, How::SslRequest, connector(None), None, "b").unwrap();
     let _ = srv.next();
     // A good reload to another certificate applies to new connections only.
-    let cn_only = ServerTlsConfig::new()
+    let mut cn_only = ServerTlsConfig::new();
+    cn_only
         .cert_file(cert("server-cn-only+server_ca.crt"))
         .key_file(key_copy(d.path(), "server-cn-only.key", 0o600));
     live.reload(&cn_only).unwrap();
@@ -839,8 +861,7 @@ fn clientcert_and_cert_method_on_real_sessions() {
             "ssltestuser",
             AuthMethod::Trust,
             ClientCertMode::VerifyFull,
-            ClientName::Cn,
-            true
+            ClientName::Cn
         )
         .is_ok()
     );
@@ -850,7 +871,6 @@ fn clientcert_and_cert_method_on_real_sessions() {
         AuthMethod::Trust,
         ClientCertMode::VerifyFull,
         ClientName::Cn,
-        true,
     )
     .unwrap_err();
     assert_eq!(
@@ -866,8 +886,7 @@ fn clientcert_and_cert_method_on_real_sessions() {
             dn,
             AuthMethod::Cert,
             ClientCertMode::Off,
-            ClientName::Dn,
-            true
+            ClientName::Dn
         ),
         Ok(Some(dn.to_owned()))
     );
@@ -877,7 +896,6 @@ fn clientcert_and_cert_method_on_real_sessions() {
         AuthMethod::Cert,
         ClientCertMode::Off,
         ClientName::Dn,
-        true,
     )
     .unwrap_err();
     assert_eq!(
@@ -899,11 +917,34 @@ fn clientcert_and_cert_method_on_real_sessions() {
         AuthMethod::Trust,
         ClientCertMode::VerifyCa,
         ClientName::Cn,
-        true,
     )
     .unwrap_err();
     assert_eq!(
         e.response.message,
         "connection requires a valid client certificate"
     );
+}
+
+/// PostgreSQL refuses a client certificate whose CN holds a NUL byte once the handshake is
+/// done, logging "SSL certificate's common name contains embedded null".
+#[test]
+fn client_common_name_with_embedded_null_is_refused() {
+    let d = dir();
+    let pki = dir();
+    one_name_pki(pki.path(), "ssltestuser\0.evil.example");
+    let mut c = localhost_config(d.path());
+    c.ca_file(pki.path().join("ca.crt"));
+    let srv = TestServer::with(ServerPolicy::new(), c.build().unwrap());
+    let mut client = connector(None);
+    client
+        .set_certificate_file(pki.path().join("leaf.crt"), openssl::ssl::SslFiletype::PEM)
+        .unwrap();
+    client
+        .set_private_key_file(pki.path().join("leaf.key"), openssl::ssl::SslFiletype::PEM)
+        .unwrap();
+    let _ = pg_connect(srv.port, How::SslRequest, client, None, "ssltestuser");
+    match srv.next() {
+        Seen::Error(e) => assert_eq!(e, "SSL certificate's common name contains embedded null"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -38,7 +38,9 @@ fn hosts(dir: &Path, lines: &[(&str, &str, &str, Option<&str>)]) -> ServerTlsCon
     }
     let file = dir.join("pg_hosts.conf");
     std::fs::write(&file, text).unwrap();
-    localhost_config(dir).hosts_file(file)
+    let mut c = localhost_config(dir);
+    c.hosts_file(file);
+    c
 }
 
 fn serve(c: ServerTlsConfig) -> TestServer {
@@ -260,25 +262,27 @@ fn a_broken_host_entry_names_the_host_and_file() {
         .hosts_file(&file)
         .build()
         .unwrap_err();
+    assert_eq!(e.to_string(), "SSL configuration for host \"db.example\"");
     assert_eq!(
-        e.to_string(),
+        e.report(),
         "SSL configuration for host \"db.example\": could not load server certificate file \"/nonexistent/db.crt\": No such file or directory"
     );
 }
 
 #[test]
 fn identities_given_in_code() {
-    use pgssl::tls::HostEntry;
+    use pgssl::tls::{HostEntry, Identity};
     let d = tempfile::tempdir().unwrap();
-    let entry = HostEntry {
-        name: "common-name.pg-ssltest.test".into(),
-        cert_file: cert("server-cn-only+server_ca.crt"),
-        key_file: key_copy(d.path(), "server-cn-only.key", 0o600),
-        ca_file: None,
-        passphrase_command: String::new(),
-        passphrase_command_supports_reload: false,
-    };
-    let srv = serve(localhost_config(d.path()).hosts(vec![entry]));
+    let entry = HostEntry::new(
+        "common-name.pg-ssltest.test",
+        Identity::new(
+            cert("server-cn-only+server_ca.crt"),
+            key_copy(d.path(), "server-cn-only.key", 0o600),
+        ),
+    );
+    let mut c = localhost_config(d.path());
+    c.hosts(vec![entry]);
+    let srv = serve(c);
     let (_, s) = pg_connect(
         srv.port,
         How::SslRequest,

@@ -169,9 +169,10 @@ pub fn tls_config(
     settings: &[(String, String)],
     generated: &Option<(PathBuf, PathBuf)>,
 ) -> Result<ServerTlsConfig, String> {
-    let mut c = ServerTlsConfig::new().ssl(true);
+    let mut c = ServerTlsConfig::new();
+    c.ssl(true);
     if let Some((crt, key)) = generated {
-        c = c.cert_file(crt).key_file(key);
+        c.cert_file(crt).key_file(key);
     }
     for (n, v) in settings {
         c.set(n, v).map_err(|e| e.to_string())?;
@@ -419,10 +420,14 @@ impl Frontend {
             Method::Cert => AuthMethod::Cert,
         };
         if line.clientcert != ClientCertMode::Off || method == AuthMethod::Cert {
-            let s = session.clone().unwrap_or_default();
-            let ca = s.client_cert_requested;
-            match check_client_certificate(&s, &user, method, line.clientcert, line.clientname, ca)
-            {
+            let Some(s) = session else {
+                // No TLS: no certificate store is in force for this connection.
+                let m = "client certificates can only be checked if a root certificate store is available";
+                log::info!("{m}");
+                fatal(w, "F0000", m.to_owned());
+                return None;
+            };
+            match check_client_certificate(s, &user, method, line.clientcert, line.clientname) {
                 Ok(Some(identity)) => {
                     log::info!("connection authenticated: identity=\"{identity}\" method=cert")
                 }

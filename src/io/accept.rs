@@ -172,11 +172,16 @@ impl<'t> ServerDriver<'t> {
             ServerOutcome::Startup(startup) => {
                 // A StartupMessage is read over the stream: it is there.
                 let stream = stream.ok_or_else(|| io::Error::other("no stream"))?;
+                let session = stream
+                    .session_info()
+                    .transpose()
+                    .map_err(io::Error::other)?;
+                if let Some(s) = &session {
+                    // PostgreSQL refuses a client certificate whose names hold a NUL.
+                    s.check_client_names().map_err(io::Error::other)?;
+                }
                 Accepted::Startup {
-                    session: stream
-                        .session_info()
-                        .transpose()
-                        .map_err(io::Error::other)?,
+                    session,
                     stream,
                     startup,
                     leftover: self.pending,

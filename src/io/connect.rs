@@ -604,11 +604,7 @@ fn tls_io_error(e: io::Error) -> ConnectError {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>());
     match ssl.and_then(|s| s.ssl_error()) {
-        Some(stack) if !stack.errors().is_empty() => ClientTlsError::Handshake {
-            reason: crate::tls::openssl_reason(stack),
-            hint: None,
-        }
-        .into(),
+        Some(stack) if !stack.errors().is_empty() => ClientTlsError::handshake(stack).into(),
         _ => match e.kind() {
             io::ErrorKind::UnexpectedEof => {
                 ClientTlsError::Syscall("EOF detected".to_owned()).into()

@@ -103,7 +103,7 @@ pub(crate) fn asn1_string_pg(s: &Asn1StringRef) -> Result<Vec<u8>, ErrorStack> {
 /// Whether the server asked for a client certificate during a handshake, and whether one was
 /// available to send (libpq's `ssl_cert_requested` / `ssl_cert_sent`).
 #[derive(Debug, Default)]
-pub(crate) struct CertRequest {
+pub(crate) struct CertRequestFlags {
     pub(crate) requested: std::sync::atomic::AtomicBool,
     pub(crate) sent: std::sync::atomic::AtomicBool,
 }
@@ -116,15 +116,16 @@ unsafe extern "C" {
     );
 }
 
-/// The ex_data slot of each client `Ssl` that holds its [`CertRequest`].
+/// The ex_data slot of each client `Ssl` that holds its [`CertRequestFlags`].
 pub(crate) fn cert_request_index()
--> Result<openssl::ex_data::Index<openssl::ssl::Ssl, CertRequest>, ErrorStack> {
-    static INDEX: std::sync::OnceLock<openssl::ex_data::Index<openssl::ssl::Ssl, CertRequest>> =
-        std::sync::OnceLock::new();
+-> Result<openssl::ex_data::Index<openssl::ssl::Ssl, CertRequestFlags>, ErrorStack> {
+    static INDEX: std::sync::OnceLock<
+        openssl::ex_data::Index<openssl::ssl::Ssl, CertRequestFlags>,
+    > = std::sync::OnceLock::new();
     if let Some(i) = INDEX.get() {
         return Ok(*i);
     }
-    let i = openssl::ssl::Ssl::new_ex_index::<CertRequest>()?;
+    let i = openssl::ssl::Ssl::new_ex_index::<CertRequestFlags>()?;
     Ok(*INDEX.get_or_init(|| i))
 }
 
@@ -147,7 +148,7 @@ unsafe extern "C" fn record_cert_request(
     1
 }
 
-/// Installs the callback that fills each connection's [`CertRequest`].
+/// Installs the callback that fills each connection's [`CertRequestFlags`].
 pub(crate) fn record_cert_requests(ctx: &mut openssl::ssl::SslContextBuilder) {
     // SAFETY: the context is live and owned by the builder; the callback is a plain function
     // with OpenSSL's signature and takes no argument.

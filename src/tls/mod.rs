@@ -1,55 +1,47 @@
-//! The OpenSSL layer (feature `openssl`, on by default): server contexts built from
-//! PostgreSQL's settings, what a handshake established, and PostgreSQL's client-certificate
-//! checks.
+//! The OpenSSL layer (feature `openssl`, on by default): server and client contexts built from
+//! PostgreSQL's and libpq's settings, what a handshake established, and PostgreSQL's
+//! client-certificate checks.
 //!
-//! * [`ServerTlsConfig`] holds PostgreSQL's SSL settings with their defaults, fillable by typed
-//!   setters, by `(name, value)` pairs with the GUC names, or from a data directory; its
-//!   [`build`](ServerTlsConfig::build) reads every file and returns a [`ServerTls`] or an
-//!   error in PostgreSQL's words.
-//! * [`ReloadableServerTls`] swaps contexts on reload, keeping the old one when the new one
-//!   fails.
-//! * [`SessionInfo`] is the pg_stat_ssl row and more; [`tls_server_end_point`] is the
-//!   channel-binding data of SCRAM-SHA-256-PLUS.
-//! * [`check_client_certificate`] applies `clientcert` and the `cert` method.
-//! * [`openssl_conf`] says which openssl.cnf is in force; pgssl never loosens its policy.
+//! * [`server`]: [`ServerTlsConfig`] holds PostgreSQL's SSL settings with their defaults,
+//!   fillable by typed setters, by `(name, value)` pairs with the GUC names, or from a data
+//!   directory; its [`build`](ServerTlsConfig::build) reads every file and returns a
+//!   [`ServerTls`] or an error in PostgreSQL's words. [`ReloadableServerTls`] swaps contexts
+//!   on reload, keeping the old one when the new one fails; [`check_client_certificate`]
+//!   applies `clientcert` and the `cert` method.
+//! * [`client`]: [`ClientTlsConfig`] holds libpq's parameters (from a conninfo string, a URI,
+//!   the PG* environment) and [`ClientTls`] applies libpq's rules to each handshake.
+//! * Shared by both: [`SessionInfo`] is the pg_stat_ssl row and more;
+//!   [`tls_server_end_point`] is the channel-binding data of SCRAM-SHA-256-PLUS;
+//!   [`TlsVersion`] names protocol versions; [`openssl_conf`] says which openssl.cnf is in
+//!   force (pgssl never loosens its policy); [`TlsError`] and [`Reason`] are the errors.
+//!
+//! Every public name is also re-exported here, so `pgssl::tls::ServerTlsConfig` and
+//! `pgssl::tls::server::ServerTlsConfig` are the same type.
 
-mod client;
-mod client_cert;
-mod client_config;
-mod conninfo;
+pub mod client;
 mod error;
 mod ffi;
-mod hostname;
-mod key_file;
 pub mod openssl_conf;
-mod reload;
-mod server;
-mod server_config;
+pub mod server;
 mod session;
-mod sni;
 mod version;
 
-pub use client::{ClientTls, ClientTlsError, cert_request, check_host};
-pub use client_cert::{
-    AuthMethod, ClientCertMode, ClientCertRefusal, ClientName, check_client_certificate,
+pub use client::{
+    CertRequest, ChannelBinding, ClientConfigError, ClientTls, ClientTlsConfig, ClientTlsError,
+    ConninfoError, ENVIRONMENT, HostnameError, LIBPQ_KEYWORDS, PresentedName, ProtocolBound,
+    RootCert, SslCertMode, cert_request, check_host, is_uri, parse_conninfo, parse_uri,
+    verify_host,
 };
-pub use client_config::{
-    ChannelBinding, ClientConfigError, ClientTlsConfig, ENVIRONMENT, LIBPQ_KEYWORDS, SslCertMode,
-};
-pub use conninfo::{ConninfoError, is_uri, parse_conninfo, parse_uri};
-pub use error::TlsError;
-pub(crate) use error::reason as openssl_reason;
-pub use hostname::{HostnameError, PresentedName, host_ip, inet_aton, verify_host};
-pub use key_file::PASSPHRASE_PROMPT;
-pub(crate) use key_file::io_reason;
-pub use reload::ReloadableServerTls;
-pub use server::{EffectiveSettings, ServerTls};
-pub use server_config::{
-    DEFAULT_CIPHERS, DEFAULT_GROUPS, PassphraseCallback, SETTING_NAMES, ServerTlsConfig,
+pub use error::{Reason, TlsError};
+pub(crate) use error::{io_reason, reason as openssl_reason};
+pub use server::{
+    AuthMethod, ClientCertMode, ClientCertRefusal, ClientName, DEFAULT_CIPHERS, DEFAULT_GROUPS,
+    EffectiveSettings, HostEntry, Identity, PASSPHRASE_PROMPT, PassphraseCallback,
+    ReloadableServerTls, SETTING_NAMES, ServerTls, ServerTlsConfig, check_client_certificate,
+    parse_hosts,
 };
 pub use session::{
     PeerCertificate, SessionError, SessionInfo, peer_end_point, server_end_point,
     tls_server_end_point,
 };
-pub use sni::{HostEntry, parse_hosts};
 pub use version::TlsVersion;

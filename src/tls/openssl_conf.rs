@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 /// Which configuration file OpenSSL reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigFile {
     /// The file's path (it may not exist, in which case OpenSSL's built-in defaults apply).
     pub path: PathBuf,
@@ -21,7 +22,7 @@ pub struct ConfigFile {
 
 /// Initialises OpenSSL so that its configuration file is loaded. Idempotent; every context
 /// pgssl builds calls it first.
-pub fn init() {
+pub(crate) fn init() {
     openssl::init();
 }
 

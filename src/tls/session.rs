@@ -3,22 +3,27 @@
 
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::ssl::{NameType, SslRef};
+use openssl::ssl::{NameType, SslRef, SslVerifyMode};
 use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
 
-use super::error::{TlsError, reason};
+use super::error::{Reason, TlsError};
 use super::ffi;
+use super::version::TlsVersion;
 
-/// Why a session's facts could not be read.
+/// Why a session's facts could not be read, or why PostgreSQL refuses a client's names.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// The peer's CN has a NUL byte (CVE-2009-4034).
+    /// The client certificate's CN has a NUL byte (CVE-2009-4034); PostgreSQL closes the
+    /// connection. See [`SessionInfo::check_client_names`].
     #[error("SSL certificate's common name contains embedded null")]
     CommonNameNul,
-    /// The peer's DN has a NUL byte.
+    /// The client certificate's DN has a NUL byte.
     #[error("SSL certificate's distinguished name contains embedded null")]
     DistinguishedNameNul,
+    /// No handshake has completed: OpenSSL reports no protocol version.
+    #[error("no SSL session established")]
+    NotEstablished,
     /// No certificate to hash.
     #[error("no certificate for channel binding")]
     NoCertificate,
@@ -31,38 +36,52 @@ pub enum SessionError {
     },
     /// OpenSSL failed.
     #[error("{0}")]
-    OpenSsl(String),
+    OpenSsl(Reason),
 }
 
-/// One TLS session as PostgreSQL reports it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One TLS session as PostgreSQL reports it: the pg_stat_ssl row, ALPN, SNI, and (server side)
+/// whether the identity in force could check a client certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionInfo {
-    /// The protocol version, as pg_stat_ssl shows it (`TLSv1.3`).
-    pub version: String,
+    /// The protocol version; its `Display` is what pg_stat_ssl shows (`TLSv1.3`).
+    pub version: TlsVersion,
     /// The cipher's OpenSSL name (`TLS_AES_256_GCM_SHA384`).
     pub cipher: String,
     /// The cipher's secret bits.
     pub bits: i32,
-    /// The ALPN protocol negotiated.
+    /// The ALPN protocol negotiated, as sent (see [`SessionInfo::alpn_str`]).
     pub alpn: Option<Vec<u8>>,
     /// The SNI host name the client sent.
     pub sni: Option<String>,
     /// The peer certificate, if one was presented (see [`PeerCertificate::verified`]).
     pub peer: Option<PeerCertificate>,
-    /// Server side: whether this connection asked for a client certificate, i.e. whether the
-    /// selected identity has a CA store (with SNI hosts this is per host). Pass it as
-    /// `ca_loaded` to [`crate::tls::check_client_certificate`].
-    pub client_cert_requested: bool,
+    /// Server side: whether the identity in force for this connection (the default one, or
+    /// the SNI host's) has a CA store, i.e. whether a client certificate was requested and can
+    /// be verified. [`crate::tls::check_client_certificate`] reads it. Always false on the
+    /// client side.
+    pub ca_loaded: bool,
 }
 
 /// The peer's certificate, as PostgreSQL reads it.
+///
+/// Reading never fails on what the names contain: a NUL byte in the CN or the DN is kept (as
+/// U+0000) and flagged ([`cn_has_nul`](Self::cn_has_nul), [`dn_has_nul`](Self::dn_has_nul)).
+/// libpq connects to such a server under `sslmode=require` and `verify-ca` (only verify-full
+/// checks names, and refuses them there); PostgreSQL refuses such a client, which
+/// [`SessionInfo::check_client_names`] does.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerCertificate {
-    /// The first CN of the subject (None if there is none).
+    /// The first CN of the subject (None if there is none), invalid UTF-8 replaced.
     pub cn: Option<String>,
+    /// Whether that CN contains a NUL byte.
+    pub cn_has_nul: bool,
     /// The subject in RFC 2253 form (`CN=ssltestuser-dn,OU=Testing,OU=Engineering,O=PGDG`),
     /// what `clientname=DN` compares.
     pub dn: String,
+    /// Whether that DN contains a NUL byte.
+    pub dn_has_nul: bool,
     /// pg_stat_ssl's `client_dn` (`/CN=ssltestuser`).
     pub subject: String,
     /// pg_stat_ssl's `client_serial`, in decimal.
@@ -74,18 +93,54 @@ pub struct PeerCertificate {
     pub verified: bool,
 }
 
+fn ossl(e: openssl::error::ErrorStack) -> SessionError {
+    SessionError::OpenSsl(Reason::OpenSsl(e))
+}
+
 impl SessionInfo {
-    /// Reads the facts of an established session. `peer` is the server's view (the client
-    /// certificate); on the client side pass the session too, and read the server's
-    /// certificate from [`SessionInfo::peer`].
+    /// A session with these facts and nothing else (no ALPN, no SNI, no peer certificate, no
+    /// CA store); for tests and for hosts that get their facts elsewhere.
+    pub fn new(version: TlsVersion, cipher: impl Into<String>, bits: i32) -> SessionInfo {
+        SessionInfo {
+            version,
+            cipher: cipher.into(),
+            bits,
+            alpn: None,
+            sni: None,
+            peer: None,
+            ca_loaded: false,
+        }
+    }
+
+    /// With this peer certificate.
+    pub fn with_peer(mut self, peer: PeerCertificate) -> SessionInfo {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// With `ca_loaded` set (server side: the identity in force has a CA store).
+    pub fn with_ca_loaded(mut self, ca_loaded: bool) -> SessionInfo {
+        self.ca_loaded = ca_loaded;
+        self
+    }
+
+    /// Reads the facts of an established session, on either side. It never fails because of
+    /// what the peer's names contain (see [`PeerCertificate`]); a server must then call
+    /// [`check_client_names`](Self::check_client_names), as PostgreSQL refuses a client
+    /// certificate whose CN or DN has an embedded NUL. On the server side,
+    /// [`ca_loaded`](Self::ca_loaded) is whether the identity SNI chose (or the default one)
+    /// requested client certificates.
+    ///
+    /// Fails only if no handshake completed ([`SessionError::NotEstablished`]) or OpenSSL
+    /// cannot print a name or a serial.
     pub fn from_ssl(ssl: &SslRef) -> Result<SessionInfo, SessionError> {
-        let (version, cipher, bits) = match ssl.current_cipher() {
-            Some(c) => (
-                ssl.version_str().to_owned(),
-                c.name().to_owned(),
-                c.bits().secret,
-            ),
-            None => (ssl.version_str().to_owned(), String::new(), 0),
+        let version = ssl
+            .version2()
+            .and_then(TlsVersion::from_openssl)
+            .ok_or(SessionError::NotEstablished)?;
+        let (cipher, bits) = match ssl.current_cipher() {
+            Some(c) => (c.name().to_owned(), c.bits().secret),
+            None => (String::new(), 0),
         };
         let peer = match ssl.peer_certificate() {
             Some(cert) => Some(PeerCertificate::read(
@@ -101,38 +156,57 @@ impl SessionInfo {
             alpn: ssl.selected_alpn_protocol().map(<[u8]>::to_vec),
             sni: ssl.servername(NameType::HOST_NAME).map(str::to_owned),
             peer,
-            client_cert_requested: ssl
-                .verify_mode()
-                .contains(openssl::ssl::SslVerifyMode::PEER),
+            // The server context (and the SNI callback, per host) asks for a peer certificate
+            // exactly when the identity has a CA file.
+            ca_loaded: ssl.is_server() && ssl.verify_mode().contains(SslVerifyMode::PEER),
         })
+    }
+
+    /// The ALPN protocol as text (`postgresql`), if one was negotiated and it is UTF-8.
+    pub fn alpn_str(&self) -> Option<&str> {
+        self.alpn
+            .as_deref()
+            .and_then(|a| std::str::from_utf8(a).ok())
+    }
+
+    /// PostgreSQL's check of a client certificate's names once the handshake is done
+    /// (be-secure-openssl.c): a CN or a DN with an embedded NUL closes the connection, with
+    /// "SSL certificate's common name contains embedded null" (or "distinguished name") in
+    /// the log. Server side only: a client (libpq) checks names only under verify-full, with
+    /// [`crate::tls::ClientTls::check_established`].
+    pub fn check_client_names(&self) -> Result<(), SessionError> {
+        match &self.peer {
+            Some(p) if p.cn_has_nul => Err(SessionError::CommonNameNul),
+            Some(p) if p.dn_has_nul => Err(SessionError::DistinguishedNameNul),
+            _ => Ok(()),
+        }
     }
 }
 
 impl PeerCertificate {
-    /// Reads a certificate's names and serial as PostgreSQL does.
+    /// Reads a certificate's names and serial as PostgreSQL does. It does not fail on NUL
+    /// bytes in the names: they are flagged instead.
     pub fn read(cert: &X509Ref, verified: bool) -> Result<PeerCertificate, SessionError> {
-        let cn = match cert.subject_name().entries_by_nid(Nid::COMMONNAME).next() {
+        let (cn, cn_has_nul) = match cert.subject_name().entries_by_nid(Nid::COMMONNAME).next() {
             Some(e) => {
                 let raw = e.data().as_slice();
-                if raw.contains(&0) {
-                    return Err(SessionError::CommonNameNul);
-                }
-                Some(String::from_utf8_lossy(raw).into_owned())
+                (
+                    Some(String::from_utf8_lossy(raw).into_owned()),
+                    raw.contains(&0),
+                )
             }
-            None => None,
+            None => (None, false),
         };
-        let dn = ffi::name_rfc2253(cert.subject_name())
-            .map_err(|e| SessionError::OpenSsl(reason(&e)))?;
-        if dn.contains(&0) {
-            return Err(SessionError::DistinguishedNameNul);
-        }
+        let dn = ffi::name_rfc2253(cert.subject_name()).map_err(ossl)?;
         let serial = cert
             .serial_number()
             .to_bn()
             .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
-            .map_err(|e| SessionError::OpenSsl(reason(&e)))?;
+            .map_err(ossl)?;
         Ok(PeerCertificate {
             cn,
+            cn_has_nul,
+            dn_has_nul: dn.contains(&0),
             dn: String::from_utf8_lossy(&dn).into_owned(),
             subject: pg_name(cert.subject_name())?,
             serial,
@@ -151,11 +225,11 @@ fn pg_name(name: &X509NameRef) -> Result<String, SessionError> {
         let field = nid
             .short_name()
             .or_else(|_| nid.long_name())
-            .map_err(|e| SessionError::OpenSsl(reason(&e)))?;
+            .map_err(ossl)?;
         out.push('/');
         out.push_str(field);
         out.push('=');
-        let v = ffi::asn1_string_pg(e.data()).map_err(|e| SessionError::OpenSsl(reason(&e)))?;
+        let v = ffi::asn1_string_pg(e.data()).map_err(ossl)?;
         out.push_str(&String::from_utf8_lossy(&v));
     }
     Ok(out)
@@ -171,9 +245,9 @@ pub fn tls_server_end_point(cert: &X509Ref) -> Result<Vec<u8>, SessionError> {
     let digest_nid = ffi::signature_digest_nid(cert)
         .map(Nid::from_raw)
         .ok_or_else(|| {
-            SessionError::OpenSsl(
+            SessionError::OpenSsl(Reason::Text(
                 "could not determine server certificate signature algorithm".to_owned(),
-            )
+            ))
         })?;
     let md = match digest_nid {
         Nid::MD5 | Nid::SHA1 => MessageDigest::sha256(),
@@ -181,9 +255,7 @@ pub fn tls_server_end_point(cert: &X509Ref) -> Result<Vec<u8>, SessionError> {
             nid: other.short_name().unwrap_or("UNDEF").to_owned(),
         })?,
     };
-    cert.digest(md)
-        .map(|d| d.to_vec())
-        .map_err(|e| SessionError::OpenSsl(reason(&e)))
+    cert.digest(md).map(|d| d.to_vec()).map_err(ossl)
 }
 
 /// tls-server-end-point of the server's own certificate in this session (server side).
@@ -201,7 +273,10 @@ impl From<SessionError> for TlsError {
     fn from(e: SessionError) -> TlsError {
         TlsError::OpenSsl {
             context: "could not read the SSL session",
-            reason: e.to_string(),
+            reason: match e {
+                SessionError::OpenSsl(r) => r,
+                other => Reason::Text(other.to_string()),
+            },
         }
     }
 }

@@ -36,10 +36,11 @@ pub fn key_copy(dir: &Path, name: &str, mode: u32) -> PathBuf {
 
 /// A server configuration for `server-localhost` (with its intermediate) and a 0600 key copy.
 pub fn localhost_config(dir: &Path) -> ServerTlsConfig {
-    ServerTlsConfig::new()
-        .ssl(true)
+    let mut c = ServerTlsConfig::new();
+    c.ssl(true)
         .cert_file(cert("server-localhost+server_ca.crt"))
-        .key_file(key_copy(dir, "server-localhost.key", 0o600))
+        .key_file(key_copy(dir, "server-localhost.key", 0o600));
+    c
 }
 
 /// What the test server saw on one connection.
@@ -204,4 +205,56 @@ pub fn pg_connect(
         }
         msg.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// A CA and a certificate signed by it for `cn` (no SAN), written to `dir` as ca.crt,
+/// leaf.crt and leaf.key (0600).
+pub fn one_name_pki(dir: &Path, cn: &str) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::BasicConstraints;
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let key = || {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+    };
+    let name = |cn: &str| {
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+        n.build()
+    };
+    let cert =
+        |serial: u32, subject: &str, issuer: &str, key: &PKey<_>, signer: &PKey<_>, ca: bool| {
+            let mut b = X509::builder().unwrap();
+            b.set_version(2).unwrap();
+            b.set_serial_number(&BigNum::from_u32(serial).unwrap().to_asn1_integer().unwrap())
+                .unwrap();
+            b.set_subject_name(&name(subject)).unwrap();
+            b.set_issuer_name(&name(issuer)).unwrap();
+            b.set_pubkey(key).unwrap();
+            b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+                .unwrap();
+            if ca {
+                b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+                    .unwrap();
+            }
+            b.sign(signer, MessageDigest::sha256()).unwrap();
+            b.build()
+        };
+    let ca_key = key();
+    let ca = cert(1, "NUL test CA", "NUL test CA", &ca_key, &ca_key, true);
+    let leaf_key = key();
+    let leaf = cert(2, cn, "NUL test CA", &leaf_key, &ca_key, false);
+    std::fs::write(dir.join("ca.crt"), ca.to_pem().unwrap()).unwrap();
+    std::fs::write(dir.join("leaf.crt"), leaf.to_pem().unwrap()).unwrap();
+    let k = dir.join("leaf.key");
+    std::fs::write(&k, leaf_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
 }

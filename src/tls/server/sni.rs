@@ -11,28 +11,9 @@ use openssl::ssl::{NameType, SniError, SslAlert, SslContext, SslContextBuilder, 
 use openssl::stack::Stack;
 use openssl::x509::X509Name;
 
-use super::error::TlsError;
-use super::key_file::io_reason;
-use super::server::{BuildMode, Identity};
-use super::server_config::ServerTlsConfig;
+use super::identity::{HostEntry, Identity};
+use crate::tls::error::{Reason, TlsError};
 use crate::wire::parse_bool_str;
-
-/// One line of the hosts file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostEntry {
-    /// The host name (lower-cased), `*` or `/no_sni/`.
-    pub name: String,
-    /// The certificate (chain) file.
-    pub cert_file: PathBuf,
-    /// The key file.
-    pub key_file: PathBuf,
-    /// This host's CA file, if any.
-    pub ca_file: Option<PathBuf>,
-    /// This host's passphrase command, if any.
-    pub passphrase_command: String,
-    /// Whether that command may be run on reload.
-    pub passphrase_command_supports_reload: bool,
-}
 
 /// One host's context, and the CA names its CertificateRequest carries (OpenSSL keeps the
 /// verify mode and the CA list of the context a connection started with, so they are set on
@@ -97,7 +78,7 @@ pub fn parse_hosts(text: &str, path: &Path) -> Result<Vec<HostEntry>, TlsError> 
         let err = |reason: String| TlsError::HostsFile {
             path: path.to_owned(),
             line: i + 1,
-            reason,
+            reason: Reason::Text(reason),
         };
         let t = tokenize(line).map_err(err)?;
         if t.is_empty() {
@@ -120,11 +101,13 @@ pub fn parse_hosts(text: &str, path: &Path) -> Result<Vec<HostEntry>, TlsError> 
         };
         entries.push(HostEntry {
             name,
-            cert_file: PathBuf::from(&t[1]),
-            key_file: PathBuf::from(&t[2]),
-            ca_file: t.get(3).filter(|s| !s.is_empty()).map(PathBuf::from),
-            passphrase_command: t.get(4).cloned().unwrap_or_default(),
-            passphrase_command_supports_reload: supports_reload,
+            identity: Identity {
+                cert_file: PathBuf::from(&t[1]),
+                key_file: PathBuf::from(&t[2]),
+                ca_file: t.get(3).filter(|s| !s.is_empty()).map(PathBuf::from),
+                passphrase_command: t.get(4).cloned().unwrap_or_default(),
+                passphrase_command_supports_reload: supports_reload,
+            },
         });
     }
     Ok(entries)
@@ -136,16 +119,17 @@ impl SniHosts {
         let text = std::fs::read_to_string(path).map_err(|e| TlsError::HostsFile {
             path: path.to_owned(),
             line: 0,
-            reason: io_reason(&e),
+            reason: e.into(),
         })?;
         parse_hosts(&text, path)
     }
 
-    /// Builds a context per entry.
+    /// Builds a context per entry: `build` makes an identity's context (with every common
+    /// setting applied), `resolve` gives a configured path as the server reads it.
     pub(crate) fn from_entries(
-        config: &ServerTlsConfig,
         entries: &[HostEntry],
-        mode: BuildMode,
+        build: impl Fn(&Identity) -> Result<SslContextBuilder, TlsError>,
+        resolve: impl Fn(&Path) -> PathBuf,
     ) -> Result<SniHosts, TlsError> {
         let mut hosts = SniHosts {
             named: Vec::new(),
@@ -153,28 +137,18 @@ impl SniHosts {
             no_sni: None,
         };
         for e in entries {
-            let id = Identity {
-                cert_file: e.cert_file.clone(),
-                key_file: e.key_file.clone(),
-                ca_file: e.ca_file.clone(),
-                passphrase_command: e.passphrase_command.clone(),
-                passphrase_command_supports_reload: e.passphrase_command_supports_reload,
-            };
-            let (builder, _) =
-                config
-                    .context_builder(&id, mode)
-                    .map_err(|error| TlsError::Host {
-                        host: e.name.clone(),
-                        error: Box::new(error),
-                    })?;
-            let client_cas = match &e.ca_file {
+            let builder = build(&e.identity).map_err(|error| TlsError::Host {
+                host: e.name.clone(),
+                error: Box::new(error),
+            })?;
+            let client_cas = match &e.identity.ca_file {
                 Some(f) => Some(
-                    X509Name::load_client_ca_file(config.resolve(f))
+                    X509Name::load_client_ca_file(resolve(f))
                         .map_err(|err| TlsError::Host {
                             host: e.name.clone(),
                             error: Box::new(TlsError::CaFile {
                                 path: f.clone(),
-                                reason: super::error::reason(&err),
+                                reason: err.into(),
                             }),
                         })?
                         .into_iter()
@@ -257,9 +231,12 @@ Example.COM   a.crt a.key
         let e = parse_hosts(text, Path::new("pg_hosts.conf")).unwrap();
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].name, "example.com");
-        assert_eq!(e[1].passphrase_command, "sh -c \"echo pw\"");
-        assert!(e[1].passphrase_command_supports_reload);
-        assert_eq!(e[1].ca_file.as_deref(), Some(Path::new("root.crt")));
+        assert_eq!(e[1].identity.passphrase_command, "sh -c \"echo pw\"");
+        assert!(e[1].identity.passphrase_command_supports_reload);
+        assert_eq!(
+            e[1].identity.ca_file.as_deref(),
+            Some(Path::new("root.crt"))
+        );
         assert_eq!(e[2].name, "/no_sni/");
     }
 

@@ -15,13 +15,16 @@ use openssl::x509::X509Ref;
 use openssl::x509::store::X509Lookup;
 use openssl::x509::verify::X509VerifyFlags;
 
-use super::TlsVersion;
-use super::client_config::{ClientConfigError, ClientTlsConfig, SslCertMode};
-use super::error::reason;
-use super::ffi::{self, CertRequest};
+use openssl::error::ErrorStack;
+use openssl::x509::X509VerifyResult;
+
+use super::config::{ClientConfigError, ClientTlsConfig, RootCert, SslCertMode};
 use super::hostname::{HostnameError, PresentedName, verify_host};
-use super::key_file::{Verdict, io_reason, verdict};
 use crate::client::{SslMode, SslNegotiation};
+use crate::tls::error::{Reason, io_reason};
+use crate::tls::ffi::{self, CertRequestFlags};
+use crate::tls::server::{Verdict, verdict};
+use crate::tls::version::TlsVersion;
 use crate::wire::ALPN_WIRE;
 
 const ROOT_HINT: &str = "Either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.";
@@ -48,13 +51,13 @@ pub enum ClientTlsError {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        reason: Reason,
     },
     /// `sslrootcert=system` and OpenSSL's default paths failed.
     #[error("could not load system root certificate paths: {reason}")]
     SystemRoots {
         /// Why.
-        reason: String,
+        reason: Reason,
     },
     /// The client certificate file exists but cannot be opened.
     #[error("could not open certificate file \"{}\": {reason}", path.display())]
@@ -62,7 +65,7 @@ pub enum ClientTlsError {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        reason: Reason,
     },
     /// The client certificate file could not be read.
     #[error("could not read certificate file \"{}\": {reason}", path.display())]
@@ -70,7 +73,7 @@ pub enum ClientTlsError {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        reason: Reason,
     },
     /// A certificate without its key.
     #[error("certificate present, but not private key file \"{}\"", path.display())]
@@ -84,7 +87,7 @@ pub enum ClientTlsError {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        reason: Reason,
     },
     /// The key file is not a regular file.
     #[error("private key file \"{}\" is not a regular file", path.display())]
@@ -104,21 +107,23 @@ pub enum ClientTlsError {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        reason: Reason,
     },
     /// A protocol bound OpenSSL refused.
     #[error("could not set {which} SSL protocol version: {reason}")]
     ProtocolVersion {
-        /// "minimum" or "maximum".
-        which: &'static str,
+        /// Which bound.
+        which: ProtocolBound,
         /// Why.
-        reason: String,
+        reason: Reason,
     },
     /// The handshake failed.
-    #[error("SSL error: {reason}{}", hint.as_ref().map(|h| format!("\n{h}")).unwrap_or_default())]
+    #[error("SSL error: {reason}{}{}", verify.map(|v| format!(": {}", v.error_string())).unwrap_or_default(), hint.as_ref().map(|h| format!("\n{h}")).unwrap_or_default())]
     Handshake {
-        /// OpenSSL's reason (with the verification error when there is one).
-        reason: String,
+        /// OpenSSL's reason.
+        reason: Reason,
+        /// The chain verification's error, shown after "certificate verify failed".
+        verify: Option<X509VerifyResult>,
         /// libpq's hint about protocol versions.
         hint: Option<String>,
     },
@@ -140,8 +145,70 @@ pub enum ClientTlsError {
         /// What was being done.
         context: &'static str,
         /// Why.
-        reason: String,
+        reason: Reason,
     },
+}
+
+impl ClientTlsError {
+    /// A failed handshake with OpenSSL's error queue, no verification detail and no hint.
+    pub(crate) fn handshake(stack: &ErrorStack) -> ClientTlsError {
+        ClientTlsError::Handshake {
+            reason: Reason::OpenSsl(stack.clone()),
+            verify: None,
+            hint: None,
+        }
+    }
+
+    /// The reason of an error that shows one (a file's or OpenSSL's).
+    pub fn reason(&self) -> Option<&Reason> {
+        match self {
+            ClientTlsError::RootCert { reason, .. }
+            | ClientTlsError::SystemRoots { reason }
+            | ClientTlsError::CertOpen { reason, .. }
+            | ClientTlsError::CertRead { reason, .. }
+            | ClientTlsError::KeyStat { reason, .. }
+            | ClientTlsError::KeyLoad { reason, .. }
+            | ClientTlsError::ProtocolVersion { reason, .. }
+            | ClientTlsError::Handshake { reason, .. }
+            | ClientTlsError::OpenSsl { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// OpenSSL's error queue behind this error, if OpenSSL failed.
+    pub fn openssl_error(&self) -> Option<&ErrorStack> {
+        self.reason().and_then(Reason::openssl_error)
+    }
+}
+
+/// Which bound of the protocol range (`ssl_min_protocol_version`, `ssl_max_protocol_version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolBound {
+    /// The minimum.
+    Minimum,
+    /// The maximum.
+    Maximum,
+}
+
+impl std::fmt::Display for ProtocolBound {
+    /// libpq's word: "minimum" or "maximum".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProtocolBound::Minimum => "minimum",
+            ProtocolBound::Maximum => "maximum",
+        })
+    }
+}
+
+/// Whether the server asked for a client certificate during the handshake, and whether one
+/// was sent (libpq's `ssl_cert_requested` / `ssl_cert_sent`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CertRequest {
+    /// The server sent a CertificateRequest.
+    pub requested: bool,
+    /// A certificate was available and sent in reply.
+    pub sent: bool,
 }
 
 /// A client TLS setup for one connect: the context built from the files, and the rules to apply
@@ -172,7 +239,7 @@ impl std::fmt::Debug for ClientTls {
 fn ossl(context: &'static str) -> impl Fn(openssl::error::ErrorStack) -> ClientTlsError {
     move |e| ClientTlsError::OpenSsl {
         context,
-        reason: reason(&e),
+        reason: e.into(),
     }
 }
 
@@ -181,7 +248,7 @@ impl ClientTls {
     /// certificate (or `system`), the CRLs (a missing CRL is ignored), the client certificate
     /// and key (a missing certificate means none), ALPN and the key log.
     pub fn new(config: &ClientTlsConfig) -> Result<ClientTls, ClientTlsError> {
-        super::openssl_conf::init();
+        crate::tls::openssl_conf::init();
         let (mode, negotiation) = config.validate()?;
         let mut b = SslContextBuilder::new(SslMethod::tls_client())
             .map_err(ossl("could not create SSL context"))?;
@@ -189,16 +256,16 @@ impl ClientTls {
         if let Some(v) = config.ssl_min_protocol_version {
             b.set_min_proto_version(Some(v.to_openssl())).map_err(|e| {
                 ClientTlsError::ProtocolVersion {
-                    which: "minimum",
-                    reason: reason(&e),
+                    which: ProtocolBound::Minimum,
+                    reason: e.into(),
                 }
             })?;
         }
         if let Some(v) = config.ssl_max_protocol_version {
             b.set_max_proto_version(Some(v.to_openssl())).map_err(|e| {
                 ClientTlsError::ProtocolVersion {
-                    which: "maximum",
-                    reason: reason(&e),
+                    which: ProtocolBound::Maximum,
+                    reason: e.into(),
                 }
             })?;
         }
@@ -258,16 +325,19 @@ impl ClientTls {
         }
         let index =
             ffi::cert_request_index().map_err(ossl("could not establish SSL connection"))?;
-        ssl.set_ex_data(index, CertRequest::default());
+        ssl.set_ex_data(index, CertRequestFlags::default());
         Ok(ssl)
     }
 
-    /// libpq's checks once the handshake completed: the host name under verify-full.
+    /// libpq's checks once the handshake completed: the host name under verify-full, and
+    /// nothing else. Under `require` and `verify-ca` the server's names are not read, so a
+    /// CN with an embedded NUL does not stop the connection, as in libpq; under verify-full
+    /// it is refused with libpq's "SSL certificate's name contains embedded null".
     pub fn check_established(&self, ssl: &SslRef) -> Result<(), ClientTlsError> {
         let Some(peer) = ssl.peer_certificate() else {
             return Err(ClientTlsError::OpenSsl {
                 context: "certificate could not be obtained",
-                reason: "no peer certificate".to_owned(),
+                reason: "no peer certificate".into(),
             });
         };
         if self.mode == SslMode::VerifyFull {
@@ -281,14 +351,10 @@ impl ClientTls {
     pub fn handshake_error(&self, e: &openssl::ssl::Error, ssl: Option<&SslRef>) -> ClientTlsError {
         match e.ssl_error() {
             Some(stack) if !stack.errors().is_empty() => {
-                let mut r = reason(stack);
-                if let Some(ssl) = ssl {
-                    let v = ssl.verify_result();
-                    if r == "certificate verify failed" && v != openssl::x509::X509VerifyResult::OK
-                    {
-                        r = format!("{r}: {}", v.error_string());
-                    }
-                }
+                let r = Reason::OpenSsl(stack.clone());
+                let verify = ssl.map(SslRef::verify_result).filter(|v| {
+                    *v != X509VerifyResult::OK && r.to_string() == "certificate verify failed"
+                });
                 let first = &stack.errors()[0];
                 let version_problem = matches!(
                     first.reason(),
@@ -308,7 +374,11 @@ impl ClientTls {
                         self.max.map_or("TLSv1.3", TlsVersion::as_str)
                     )
                 });
-                ClientTlsError::Handshake { reason: r, hint }
+                ClientTlsError::Handshake {
+                    reason: r,
+                    verify,
+                    hint,
+                }
             }
             _ => match e.io_error() {
                 Some(io) => ClientTlsError::Syscall(io_reason(io)),
@@ -322,10 +392,10 @@ impl ClientTls {
         if self.cert_mode != SslCertMode::Require {
             return Ok(());
         }
-        let (requested, sent) = cert_request(ssl);
-        if !requested {
+        let r = cert_request(ssl);
+        if !r.requested {
             Err(ClientTlsError::CertNotRequested)
-        } else if !sent {
+        } else if !r.sent {
             Err(ClientTlsError::CertNotSent)
         } else {
             Ok(())
@@ -333,18 +403,17 @@ impl ClientTls {
     }
 }
 
-/// Whether the server asked for a client certificate, and whether one was sent.
-pub fn cert_request(ssl: &SslRef) -> (bool, bool) {
+/// Whether the server asked for a client certificate during this client session's
+/// handshake, and whether one was sent (both false for a session [`ClientTls`] did not make).
+pub fn cert_request(ssl: &SslRef) -> CertRequest {
     ffi::cert_request_index()
         .ok()
         .and_then(|i| ssl.ex_data(i))
-        .map(|f| {
-            (
-                f.requested.load(Ordering::SeqCst),
-                f.sent.load(Ordering::SeqCst),
-            )
+        .map(|f| CertRequest {
+            requested: f.requested.load(Ordering::SeqCst),
+            sent: f.sent.load(Ordering::SeqCst),
         })
-        .unwrap_or((false, false))
+        .unwrap_or_default()
 }
 
 /// libpq's verify-full name check over a certificate.
@@ -391,19 +460,19 @@ fn load_roots(
     mode: SslMode,
 ) -> Result<bool, ClientTlsError> {
     let file = match &config.sslrootcert {
-        Some(f) => Some(PathBuf::from(f)),
+        Some(RootCert::System) => {
+            b.set_default_verify_paths()
+                .map_err(|e| ClientTlsError::SystemRoots { reason: e.into() })?;
+            return Ok(true);
+        }
+        Some(RootCert::File(f)) => Some(f.clone()),
         None => config.default_file("root.crt"),
     };
-    if config.sslrootcert.as_deref() == Some("system") {
-        b.set_default_verify_paths()
-            .map_err(|e| ClientTlsError::SystemRoots { reason: reason(&e) })?;
-        return Ok(true);
-    }
     match file {
         Some(f) if f.exists() => {
             b.set_ca_file(&f).map_err(|e| ClientTlsError::RootCert {
                 path: f.clone(),
-                reason: reason(&e),
+                reason: e.into(),
             })?;
             // CRLs, with libpq's X509_STORE_load_locations semantics: the file (given, or the
             // default root.crl when neither option is set) is loaded first, and if it cannot be
@@ -485,7 +554,7 @@ fn load_client_cert(
         Err(e) => {
             return Err(ClientTlsError::CertOpen {
                 path: cert,
-                reason: io_reason(&e),
+                reason: e.into(),
             });
         }
         Ok(_) => {}
@@ -493,7 +562,7 @@ fn load_client_cert(
     b.set_certificate_chain_file(&cert)
         .map_err(|e| ClientTlsError::CertRead {
             path: cert.clone(),
-            reason: reason(&e),
+            reason: e.into(),
         })?;
     let Some(key) = config
         .sslkey
@@ -508,7 +577,7 @@ fn load_client_cert(
         } else {
             ClientTlsError::KeyStat {
                 path: key.clone(),
-                reason: io_reason(&e),
+                reason: e.into(),
             }
         }
     })?;
@@ -530,7 +599,7 @@ fn load_client_cert(
     // \"%s\": key values mismatch"), so pgssl does too, whichever call notices it.
     let load_error = |e: openssl::error::ErrorStack| ClientTlsError::KeyLoad {
         path: key.clone(),
-        reason: reason(&e),
+        reason: e.into(),
     };
     b.set_private_key(&pkey).map_err(load_error)?;
     b.check_private_key().map_err(load_error)?;
@@ -542,7 +611,7 @@ fn load_client_cert(
 fn read_key(path: &Path, password: Option<&str>) -> Result<PKey<Private>, ClientTlsError> {
     let bytes = std::fs::read(path).map_err(|e| ClientTlsError::KeyLoad {
         path: path.to_owned(),
-        reason: io_reason(&e),
+        reason: e.into(),
     })?;
     let pass = password.unwrap_or("").as_bytes();
     let pem = PKey::private_key_from_pem_callback(&bytes, |buf| {
@@ -556,7 +625,7 @@ fn read_key(path: &Path, password: Option<&str>) -> Result<PKey<Private>, Client
             .or_else(|_| PKey::private_key_from_pkcs8_passphrase(&bytes, pass))
             .map_err(|_| ClientTlsError::KeyLoad {
                 path: path.to_owned(),
-                reason: reason(&pem_err),
+                reason: pem_err.into(),
             }),
     }
 }

@@ -4,8 +4,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::TlsVersion;
-use super::error::TlsError;
+use super::identity::{HostEntry, Identity};
+use crate::tls::error::TlsError;
+use crate::tls::version::TlsVersion;
 use crate::wire::parse_bool_str;
 
 /// PostgreSQL's default `ssl_ciphers`.
@@ -25,9 +26,9 @@ pub type PassphraseCallback = Arc<dyn Fn(&str) -> Result<Vec<u8>, String> + Send
 #[derive(Clone)]
 pub struct ServerTlsConfig {
     pub(crate) ssl: bool,
-    pub(crate) cert_file: PathBuf,
-    pub(crate) key_file: PathBuf,
-    pub(crate) ca_file: Option<PathBuf>,
+    /// The default identity: `ssl_cert_file`, `ssl_key_file`, `ssl_ca_file`,
+    /// `ssl_passphrase_command`, `ssl_passphrase_command_supports_reload`.
+    pub(crate) identity: Identity,
     pub(crate) crl_file: Option<PathBuf>,
     pub(crate) crl_dir: Option<PathBuf>,
     pub(crate) ciphers: String,
@@ -37,21 +38,19 @@ pub struct ServerTlsConfig {
     pub(crate) min_protocol: TlsVersion,
     pub(crate) max_protocol: Option<TlsVersion>,
     pub(crate) dh_params_file: Option<PathBuf>,
-    pub(crate) passphrase_command: String,
-    pub(crate) passphrase_command_supports_reload: bool,
     pub(crate) passphrase_callback: Option<PassphraseCallback>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) hosts_file: Option<PathBuf>,
-    pub(crate) hosts: Vec<super::sni::HostEntry>,
+    pub(crate) hosts: Vec<HostEntry>,
 }
 
 impl fmt::Debug for ServerTlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerTlsConfig")
             .field("ssl", &self.ssl)
-            .field("ssl_cert_file", &self.cert_file)
-            .field("ssl_key_file", &self.key_file)
-            .field("ssl_ca_file", &self.ca_file)
+            .field("ssl_cert_file", &self.identity.cert_file)
+            .field("ssl_key_file", &self.identity.key_file)
+            .field("ssl_ca_file", &self.identity.ca_file)
             .field("ssl_crl_file", &self.crl_file)
             .field("ssl_crl_dir", &self.crl_dir)
             .field("ssl_ciphers", &self.ciphers)
@@ -64,7 +63,7 @@ impl fmt::Debug for ServerTlsConfig {
             // The command may carry the passphrase itself: never print it.
             .field(
                 "ssl_passphrase_command",
-                &if self.passphrase_command.is_empty() {
+                &if self.identity.passphrase_command.is_empty() {
                     ""
                 } else {
                     "<set>"
@@ -72,12 +71,19 @@ impl fmt::Debug for ServerTlsConfig {
             )
             .field(
                 "ssl_passphrase_command_supports_reload",
-                &self.passphrase_command_supports_reload,
+                &self.identity.passphrase_command_supports_reload,
             )
             .field("passphrase_callback", &self.passphrase_callback.is_some())
             .field("data_dir", &self.data_dir)
             .field("hosts_file", &self.hosts_file)
-            .field("hosts", &self.hosts)
+            .field(
+                "hosts",
+                &self
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -124,9 +130,7 @@ impl ServerTlsConfig {
     pub fn new() -> Self {
         ServerTlsConfig {
             ssl: false,
-            cert_file: PathBuf::from("server.crt"),
-            key_file: PathBuf::from("server.key"),
-            ca_file: None,
+            identity: Identity::new("server.crt", "server.key"),
             crl_file: None,
             crl_dir: None,
             ciphers: DEFAULT_CIPHERS.to_owned(),
@@ -136,8 +140,6 @@ impl ServerTlsConfig {
             min_protocol: TlsVersion::Tls1_2,
             max_protocol: None,
             dh_params_file: None,
-            passphrase_command: String::new(),
-            passphrase_command_supports_reload: false,
             passphrase_callback: None,
             data_dir: None,
             hosts_file: None,
@@ -150,9 +152,10 @@ impl ServerTlsConfig {
     /// exists, as `ssl_crl_file` (revocation is then checked). `ssl` is turned on.
     pub fn from_data_dir(dir: impl AsRef<Path>) -> Self {
         let dir = dir.as_ref();
-        let mut c = ServerTlsConfig::new().data_dir(dir).ssl(true);
+        let mut c = ServerTlsConfig::new();
+        c.data_dir(dir).ssl(true);
         if dir.join("root.crt").is_file() {
-            c.ca_file = Some(PathBuf::from("root.crt"));
+            c.identity.ca_file = Some(PathBuf::from("root.crt"));
         }
         if dir.join("root.crl").is_file() {
             c.crl_file = Some(PathBuf::from("root.crl"));
@@ -176,9 +179,9 @@ impl ServerTlsConfig {
         };
         match name.to_ascii_lowercase().as_str() {
             "ssl" => self.ssl = boolean()?,
-            "ssl_cert_file" => self.cert_file = PathBuf::from(value),
-            "ssl_key_file" => self.key_file = PathBuf::from(value),
-            "ssl_ca_file" => self.ca_file = opt_path(value),
+            "ssl_cert_file" => self.identity.cert_file = PathBuf::from(value),
+            "ssl_key_file" => self.identity.key_file = PathBuf::from(value),
+            "ssl_ca_file" => self.identity.ca_file = opt_path(value),
             "ssl_crl_file" => self.crl_file = opt_path(value),
             "ssl_crl_dir" => self.crl_dir = opt_path(value),
             "ssl_ciphers" => self.ciphers = value.to_owned(),
@@ -200,9 +203,9 @@ impl ServerTlsConfig {
                 }
             }
             "ssl_dh_params_file" => self.dh_params_file = opt_path(value),
-            "ssl_passphrase_command" => self.passphrase_command = value.to_owned(),
+            "ssl_passphrase_command" => self.identity.passphrase_command = value.to_owned(),
             "ssl_passphrase_command_supports_reload" => {
-                self.passphrase_command_supports_reload = boolean()?
+                self.identity.passphrase_command_supports_reload = boolean()?
             }
             "hosts_file" => self.hosts_file = opt_path(value),
             _ => {
@@ -226,121 +229,121 @@ impl ServerTlsConfig {
     }
 
     /// The directory relative paths are resolved against.
-    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+    pub fn data_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.data_dir = Some(dir.into());
         self
     }
 
     /// `ssl`.
-    pub fn ssl(mut self, on: bool) -> Self {
+    pub fn ssl(&mut self, on: bool) -> &mut Self {
         self.ssl = on;
         self
     }
 
     /// `ssl_cert_file`: the certificate first, then intermediates (sent to clients).
-    pub fn cert_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.cert_file = path.into();
+    pub fn cert_file(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.identity.cert_file = path.into();
         self
     }
 
     /// `ssl_key_file`.
-    pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.key_file = path.into();
+    pub fn key_file(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.identity.key_file = path.into();
         self
     }
 
     /// `ssl_ca_file`: client certificates are requested (not required) and verified against
     /// it; its names are sent as the acceptable CA list.
-    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca_file = Some(path.into());
+    pub fn ca_file(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.identity.ca_file = Some(path.into());
         self
     }
 
     /// `ssl_crl_file`.
-    pub fn crl_file(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn crl_file(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.crl_file = Some(path.into());
         self
     }
 
     /// `ssl_crl_dir` (a directory of CRLs named by hash, as `openssl rehash` makes).
-    pub fn crl_dir(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn crl_dir(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.crl_dir = Some(path.into());
         self
     }
 
     /// `ssl_ciphers` (TLS 1.2 and older).
-    pub fn ciphers(mut self, list: impl Into<String>) -> Self {
+    pub fn ciphers(&mut self, list: impl Into<String>) -> &mut Self {
         self.ciphers = list.into();
         self
     }
 
     /// `ssl_tls13_ciphers` (empty: OpenSSL's default suites).
-    pub fn tls13_ciphers(mut self, list: impl Into<String>) -> Self {
+    pub fn tls13_ciphers(&mut self, list: impl Into<String>) -> &mut Self {
         self.tls13_ciphers = list.into();
         self
     }
 
     /// `ssl_groups` (alias `ssl_ecdh_curve`).
-    pub fn groups(mut self, list: impl Into<String>) -> Self {
+    pub fn groups(&mut self, list: impl Into<String>) -> &mut Self {
         self.groups = list.into();
         self
     }
 
     /// `ssl_prefer_server_ciphers`.
-    pub fn prefer_server_ciphers(mut self, on: bool) -> Self {
+    pub fn prefer_server_ciphers(&mut self, on: bool) -> &mut Self {
         self.prefer_server_ciphers = on;
         self
     }
 
     /// `ssl_min_protocol_version`.
-    pub fn min_protocol_version(mut self, v: TlsVersion) -> Self {
+    pub fn min_protocol_version(&mut self, v: TlsVersion) -> &mut Self {
         self.min_protocol = v;
         self
     }
 
     /// `ssl_max_protocol_version` (None: no limit).
-    pub fn max_protocol_version(mut self, v: Option<TlsVersion>) -> Self {
+    pub fn max_protocol_version(&mut self, v: Option<TlsVersion>) -> &mut Self {
         self.max_protocol = v;
         self
     }
 
     /// `ssl_dh_params_file`.
-    pub fn dh_params_file(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn dh_params_file(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.dh_params_file = Some(path.into());
         self
     }
 
     /// `ssl_passphrase_command`; `%p` is replaced by the prompt.
-    pub fn passphrase_command(mut self, command: impl Into<String>) -> Self {
-        self.passphrase_command = command.into();
+    pub fn passphrase_command(&mut self, command: impl Into<String>) -> &mut Self {
+        self.identity.passphrase_command = command.into();
         self
     }
 
     /// `ssl_passphrase_command_supports_reload`.
-    pub fn passphrase_command_supports_reload(mut self, on: bool) -> Self {
-        self.passphrase_command_supports_reload = on;
+    pub fn passphrase_command_supports_reload(&mut self, on: bool) -> &mut Self {
+        self.identity.passphrase_command_supports_reload = on;
         self
     }
 
     /// A passphrase source supplied by the host, used when `ssl_passphrase_command` is empty.
     /// It is called on reloads too.
     pub fn passphrase_callback(
-        mut self,
+        &mut self,
         f: impl Fn(&str) -> Result<Vec<u8>, String> + Send + Sync + 'static,
-    ) -> Self {
+    ) -> &mut Self {
         self.passphrase_callback = Some(Arc::new(f));
         self
     }
 
     /// Server identities selected by SNI, given in code (the same semantics as the hosts file;
     /// when both are set, the file's entries come first).
-    pub fn hosts(mut self, entries: Vec<super::sni::HostEntry>) -> Self {
+    pub fn hosts(&mut self, entries: Vec<HostEntry>) -> &mut Self {
         self.hosts = entries;
         self
     }
 
     /// A `pg_hosts.conf`-style file of server identities selected by SNI.
-    pub fn hosts_file(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn hosts_file(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.hosts_file = Some(path.into());
         self
     }
@@ -367,14 +370,14 @@ mod tests {
     fn defaults_are_postgres_defaults() {
         let c = ServerTlsConfig::new();
         assert!(!c.ssl);
-        assert_eq!(c.cert_file, PathBuf::from("server.crt"));
-        assert_eq!(c.key_file, PathBuf::from("server.key"));
+        assert_eq!(c.identity.cert_file, PathBuf::from("server.crt"));
+        assert_eq!(c.identity.key_file, PathBuf::from("server.key"));
         assert_eq!(c.ciphers, "HIGH:MEDIUM:+3DES:!aNULL");
         assert_eq!(c.groups, "X25519:prime256v1");
         assert!(c.prefer_server_ciphers);
         assert_eq!(c.min_protocol, TlsVersion::Tls1_2);
         assert_eq!(c.max_protocol, None);
-        assert!(c.ca_file.is_none() && c.crl_file.is_none() && c.crl_dir.is_none());
+        assert!(c.identity.ca_file.is_none() && c.crl_file.is_none() && c.crl_dir.is_none());
     }
 
     #[test]
@@ -390,7 +393,7 @@ mod tests {
         ])
         .unwrap();
         assert!(c.ssl);
-        assert_eq!(c.cert_file, PathBuf::from("a.crt"));
+        assert_eq!(c.identity.cert_file, PathBuf::from("a.crt"));
         assert_eq!(c.groups, "prime256v1");
         assert_eq!(c.min_protocol, TlsVersion::Tls1_3);
         assert!(!c.prefer_server_ciphers);

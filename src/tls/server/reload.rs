@@ -2,9 +2,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use super::error::TlsError;
-use super::server::{BuildMode, ServerTls};
-use super::server_config::ServerTlsConfig;
+use super::config::ServerTlsConfig;
+use super::context::ServerTls;
+use super::identity::BuildMode;
+use crate::tls::error::TlsError;
 
 /// A shared, swappable [`ServerTls`]. Each connection takes the context in force when it starts
 /// ([`ReloadableServerTls::current`]) and keeps it; a reload affects only later connections. A
@@ -40,7 +41,9 @@ impl ReloadableServerTls {
 
     /// Rebuilds from `config` with reload semantics and swaps it in if the build succeeded
     /// completely; otherwise keeps the old context and returns
-    /// [`TlsError::NotReloaded`] ("SSL configuration was not reloaded").
+    /// [`TlsError::NotReloaded`] ("SSL configuration was not reloaded", the cause as its
+    /// `source()`). Either way it logs as PostgreSQL's SIGHUP does: "SSL configuration
+    /// reloaded" at info, or the cause and then "SSL configuration was not reloaded" at warn.
     pub fn reload(&self, config: &ServerTlsConfig) -> Result<(), TlsError> {
         match config.build_mode(BuildMode::Reload) {
             Ok(tls) => {
@@ -49,6 +52,7 @@ impl ReloadableServerTls {
                 Ok(())
             }
             Err(cause) => {
+                log::warn!("{}", cause.report());
                 let e = TlsError::NotReloaded {
                     cause: Box::new(cause),
                 };

@@ -4,13 +4,35 @@
 
 use std::path::PathBuf;
 
-use super::TlsVersion;
 use super::conninfo::{ConninfoError, is_uri, parse_conninfo, parse_uri};
 use crate::client::{ClientSettings, SslMode, SslNegotiation};
 use crate::error::ClientError;
+use crate::tls::version::TlsVersion;
+
+/// libpq's `sslrootcert`: a file of trusted roots, or `system` for OpenSSL's default paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootCert {
+    /// `sslrootcert=system`: OpenSSL's default trust store; the default sslmode becomes
+    /// verify-full and weaker modes are refused.
+    System,
+    /// A PEM file of trusted certificates.
+    File(PathBuf),
+}
+
+impl RootCert {
+    /// libpq's reading of the parameter: the literal `system`, else a file name.
+    pub fn parse(value: &str) -> RootCert {
+        if value == "system" {
+            RootCert::System
+        } else {
+            RootCert::File(PathBuf::from(value))
+        }
+    }
+}
 
 /// libpq's `sslcertmode`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SslCertMode {
     /// Never send a client certificate.
     Disable,
@@ -34,6 +56,7 @@ impl SslCertMode {
 
 /// libpq's `channel_binding`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ChannelBinding {
     /// Never use SCRAM-SHA-256-PLUS.
     Disable,
@@ -163,7 +186,11 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
 /// Unset file parameters fall back to libpq's defaults under `~/.postgresql/` (`root.crt`,
 /// `postgresql.crt`, `postgresql.key`, `root.crl`); a default file that does not exist means
 /// no root certificate (no verification unless required), no client certificate, no CRL.
+///
+/// Fields can be read and assigned; the typed setters ([`sslmode`](Self::sslmode), …) chain,
+/// and [`set`](Self::set) takes libpq's keywords.
 #[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientTlsConfig {
     /// `host` (the name used for SNI and verify-full; only the first of a list is used).
     pub host: String,
@@ -188,7 +215,7 @@ pub struct ClientTlsConfig {
     /// `sslnegotiation`.
     pub sslnegotiation: SslNegotiation,
     /// `sslrootcert`: a file, or `system`.
-    pub sslrootcert: Option<String>,
+    pub sslrootcert: Option<RootCert>,
     /// `sslcert`.
     pub sslcert: Option<PathBuf>,
     /// `sslkey`.
@@ -387,7 +414,7 @@ impl ClientTlsConfig {
             }
             "sslmode" => self.sslmode = Some(value.parse()?),
             "sslnegotiation" => self.sslnegotiation = value.parse()?,
-            "sslrootcert" => self.sslrootcert = text(value),
+            "sslrootcert" => self.sslrootcert = (!value.is_empty()).then(|| RootCert::parse(value)),
             "sslcert" => self.sslcert = path(value),
             "sslkey" => self.sslkey = path(value),
             "sslpassword" => self.sslpassword = Some(value.to_owned()),
@@ -435,7 +462,7 @@ impl ClientTlsConfig {
         }
         let mut s = ClientSettings::new()
             .sslnegotiation(self.sslnegotiation)
-            .sslrootcert_system(self.sslrootcert.as_deref() == Some("system"));
+            .sslrootcert_system(self.sslrootcert == Some(RootCert::System));
         if let Some(m) = self.sslmode {
             s = s.sslmode(m);
         }
@@ -448,7 +475,7 @@ impl ClientTlsConfig {
         if let Some(u) = &self.user {
             return u.clone();
         }
-        let uid = super::ffi::effective_uid().to_string();
+        let uid = crate::tls::ffi::effective_uid().to_string();
         std::fs::read_to_string("/etc/passwd")
             .ok()
             .and_then(|p| {
@@ -459,6 +486,146 @@ impl ClientTlsConfig {
             })
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_default()
+    }
+
+    // Typed setters: each sets one parameter and returns `self` to chain.
+
+    /// Sets `host` (the name used for SNI and verify-full).
+    pub fn host(&mut self, v: impl Into<String>) -> &mut Self {
+        self.host = v.into();
+        self
+    }
+
+    /// Sets `hostaddr` (the address connected to).
+    pub fn hostaddr(&mut self, v: impl Into<String>) -> &mut Self {
+        self.hostaddr = Some(v.into());
+        self
+    }
+
+    /// Sets `port`.
+    pub fn port(&mut self, v: u16) -> &mut Self {
+        self.port = v;
+        self
+    }
+
+    /// Sets `user`.
+    pub fn user(&mut self, v: impl Into<String>) -> &mut Self {
+        self.user = Some(v.into());
+        self
+    }
+
+    /// Sets `dbname`.
+    pub fn dbname(&mut self, v: impl Into<String>) -> &mut Self {
+        self.dbname = Some(v.into());
+        self
+    }
+
+    /// Sets `password`.
+    pub fn password(&mut self, v: impl Into<String>) -> &mut Self {
+        self.password = Some(v.into());
+        self
+    }
+
+    /// Sets `connect_timeout`, seconds (None: none).
+    pub fn connect_timeout(&mut self, v: Option<u64>) -> &mut Self {
+        self.connect_timeout = v;
+        self
+    }
+
+    /// Sets `application_name`.
+    pub fn application_name(&mut self, v: impl Into<String>) -> &mut Self {
+        self.application_name = Some(v.into());
+        self
+    }
+
+    /// Sets `channel_binding`.
+    pub fn channel_binding(&mut self, v: ChannelBinding) -> &mut Self {
+        self.channel_binding = v;
+        self
+    }
+
+    /// Sets `sslmode`.
+    pub fn sslmode(&mut self, v: SslMode) -> &mut Self {
+        self.sslmode = Some(v);
+        self
+    }
+
+    /// Sets `sslnegotiation`.
+    pub fn sslnegotiation(&mut self, v: SslNegotiation) -> &mut Self {
+        self.sslnegotiation = v;
+        self
+    }
+
+    /// Sets `sslrootcert`: a file, or [`RootCert::System`].
+    pub fn sslrootcert(&mut self, v: RootCert) -> &mut Self {
+        self.sslrootcert = Some(v);
+        self
+    }
+
+    /// Sets `sslcert`.
+    pub fn sslcert(&mut self, v: impl Into<PathBuf>) -> &mut Self {
+        self.sslcert = Some(v.into());
+        self
+    }
+
+    /// Sets `sslkey`.
+    pub fn sslkey(&mut self, v: impl Into<PathBuf>) -> &mut Self {
+        self.sslkey = Some(v.into());
+        self
+    }
+
+    /// Sets `sslpassword`.
+    pub fn sslpassword(&mut self, v: impl Into<String>) -> &mut Self {
+        self.sslpassword = Some(v.into());
+        self
+    }
+
+    /// Sets `sslcrl`.
+    pub fn sslcrl(&mut self, v: impl Into<PathBuf>) -> &mut Self {
+        self.sslcrl = Some(v.into());
+        self
+    }
+
+    /// Sets `sslcrldir`.
+    pub fn sslcrldir(&mut self, v: impl Into<PathBuf>) -> &mut Self {
+        self.sslcrldir = Some(v.into());
+        self
+    }
+
+    /// Sets `sslsni`.
+    pub fn sslsni(&mut self, v: bool) -> &mut Self {
+        self.sslsni = v;
+        self
+    }
+
+    /// Sets `sslcertmode`.
+    pub fn sslcertmode(&mut self, v: SslCertMode) -> &mut Self {
+        self.sslcertmode = v;
+        self
+    }
+
+    /// Sets `ssl_min_protocol_version` (None: OpenSSL's minimum).
+    pub fn ssl_min_protocol_version(&mut self, v: Option<TlsVersion>) -> &mut Self {
+        self.ssl_min_protocol_version = v;
+        self
+    }
+
+    /// Sets `ssl_max_protocol_version` (None: no limit).
+    pub fn ssl_max_protocol_version(&mut self, v: Option<TlsVersion>) -> &mut Self {
+        self.ssl_max_protocol_version = v;
+        self
+    }
+
+    /// Sets `sslkeylogfile`.
+    pub fn sslkeylogfile(&mut self, v: impl Into<PathBuf>) -> &mut Self {
+        self.sslkeylogfile = Some(v.into());
+        self
+    }
+
+    /// Sets the home directory whose `.postgresql/` holds the default files.
+    pub fn home(&mut self, v: impl Into<PathBuf>) -> &mut Self {
+        self.home = Some(v.into());
+        self
     }
 
     /// A default file under `~/.postgresql/`.

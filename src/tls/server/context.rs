@@ -14,12 +14,13 @@ use openssl::x509::X509Name;
 use openssl::x509::store::X509Lookup;
 use openssl::x509::verify::X509VerifyFlags;
 
-use super::TlsVersion;
-use super::error::{TlsError, reason};
-use super::key_file::{PASSPHRASE_PROMPT, check_permissions, io_reason, run_passphrase_command};
-use super::openssl_conf;
-use super::server_config::{PassphraseCallback, ServerTlsConfig};
+use super::config::{PassphraseCallback, ServerTlsConfig};
+use super::identity::{BuildMode, Identity};
+use super::key_file::{PASSPHRASE_PROMPT, check_permissions, run_passphrase_command};
 use super::sni::SniHosts;
+use crate::tls::error::{Reason, TlsError};
+use crate::tls::openssl_conf;
+use crate::tls::version::TlsVersion;
 use crate::wire::ALPN_WIRE;
 
 /// RFC 7919's ffdhe2048 group, used when `ssl_dh_params_file` is empty (PostgreSQL also
@@ -34,27 +35,9 @@ ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
 -----END DH PARAMETERS-----
 ";
 
-/// Whether a context is built at start or on a reload; PostgreSQL treats a protected key
-/// differently on reload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BuildMode {
-    Start,
-    Reload,
-}
-
-/// One server identity: a certificate, its key, and optionally its own CA store (the default
-/// identity from the settings, or one line of the SNI hosts file).
-#[derive(Clone, Debug)]
-pub(crate) struct Identity {
-    pub(crate) cert_file: PathBuf,
-    pub(crate) key_file: PathBuf,
-    pub(crate) ca_file: Option<PathBuf>,
-    pub(crate) passphrase_command: String,
-    pub(crate) passphrase_command_supports_reload: bool,
-}
-
 /// What the built context enforces, for the host to report.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EffectiveSettings {
     /// The lowest protocol accepted: the stricter of `ssl_min_protocol_version` and the
     /// OpenSSL configuration file's MinProtocol.
@@ -91,7 +74,7 @@ impl ServerTls {
     pub fn new_ssl(&self) -> Result<openssl::ssl::Ssl, TlsError> {
         openssl::ssl::Ssl::new(&self.context).map_err(|e| TlsError::OpenSsl {
             context: "could not initialize SSL connection",
-            reason: reason(&e),
+            reason: e.into(),
         })
     }
 
@@ -108,7 +91,8 @@ impl ServerTls {
     /// Whether a CA store is loaded for the default identity; without one, PostgreSQL refuses
     /// `clientcert` and `cert`: "client certificates can only be checked if a root certificate
     /// store is available". With SNI hosts, use the connection's
-    /// [`SessionInfo::client_cert_requested`](crate::tls::SessionInfo::client_cert_requested).
+    /// [`SessionInfo::ca_loaded`](crate::tls::SessionInfo::ca_loaded), which
+    /// [`check_client_certificate`](crate::tls::check_client_certificate) reads.
     pub fn ca_loaded(&self) -> bool {
         self.effective.ca_loaded
     }
@@ -133,14 +117,7 @@ impl ServerTlsConfig {
 
     pub(crate) fn build_mode(&self, mode: BuildMode) -> Result<ServerTls, TlsError> {
         openssl_conf::init();
-        let identity = Identity {
-            cert_file: self.cert_file.clone(),
-            key_file: self.key_file.clone(),
-            ca_file: self.ca_file.clone(),
-            passphrase_command: self.passphrase_command.clone(),
-            passphrase_command_supports_reload: self.passphrase_command_supports_reload,
-        };
-        let (mut builder, effective) = self.context_builder(&identity, mode)?;
+        let (mut builder, effective) = self.context_builder(&self.identity, mode)?;
         let mut entries = match &self.hosts_file {
             Some(file) => SniHosts::read_file(&self.resolve(file))?,
             None => Vec::new(),
@@ -149,7 +126,11 @@ impl ServerTlsConfig {
         let hosts = if entries.is_empty() {
             None
         } else {
-            let hosts = Arc::new(SniHosts::from_entries(self, &entries, mode)?);
+            let hosts = Arc::new(SniHosts::from_entries(
+                &entries,
+                |id| self.context_builder(id, mode).map(|(b, _)| b),
+                |p| self.resolve(p),
+            )?);
             hosts.install(&mut builder);
             Some(hosts)
         };
@@ -169,7 +150,7 @@ impl ServerTlsConfig {
         let ossl = |context: &'static str| {
             move |e: openssl::error::ErrorStack| TlsError::OpenSsl {
                 context,
-                reason: reason(&e),
+                reason: e.into(),
             }
         };
         // A plain server context: the OpenSSL configuration file's system_default section is
@@ -185,7 +166,7 @@ impl ServerTlsConfig {
         b.set_certificate_chain_file(&cert_path)
             .map_err(|e| TlsError::CertificateFile {
                 path: id.cert_file.clone(),
-                reason: reason(&e),
+                reason: e.into(),
             })?;
 
         // The private key: permissions first, then the file, with the passphrase if needed.
@@ -193,15 +174,15 @@ impl ServerTlsConfig {
         check_permissions(&key_path).map_err(|e| rename_key_error(e, &id.key_file))?;
         let pem = std::fs::read(&key_path).map_err(|e| TlsError::KeyFile {
             path: id.key_file.clone(),
-            reason: io_reason(&e),
+            reason: e.into(),
         })?;
         let key = self.load_key(id, &pem, mode)?;
         b.set_private_key(&key).map_err(|e| TlsError::KeyFile {
             path: id.key_file.clone(),
-            reason: reason(&e),
+            reason: e.into(),
         })?;
         b.check_private_key()
-            .map_err(|e| TlsError::KeyMismatch { reason: reason(&e) })?;
+            .map_err(|e| TlsError::KeyMismatch { reason: e.into() })?;
 
         // The protocol range: PostgreSQL's settings, never looser than the configuration file.
         if let Some(max) = self.max_protocol {
@@ -218,9 +199,9 @@ impl ServerTlsConfig {
             if min > max {
                 return Err(TlsError::OpenSsl {
                     context: "could not set SSL protocol version range",
-                    reason: format!(
+                    reason: Reason::Text(format!(
                         "the effective minimum {min} is above the effective maximum {max} (ssl_min_protocol_version, ssl_max_protocol_version and the OpenSSL configuration file combined)"
-                    ),
+                    )),
                 });
             }
         }
@@ -243,11 +224,11 @@ impl ServerTlsConfig {
                 let bytes =
                     std::fs::read(self.resolve(file)).map_err(|e| TlsError::DhParamsFile {
                         path: file.clone(),
-                        reason: io_reason(&e),
+                        reason: e.into(),
                     })?;
                 Dh::params_from_pem(&bytes).map_err(|e| TlsError::DhParamsFile {
                     path: file.clone(),
-                    reason: reason(&e),
+                    reason: e.into(),
                 })?
             }
             None => {
@@ -256,10 +237,10 @@ impl ServerTlsConfig {
         };
         b.set_tmp_dh(&dh).map_err(|e| TlsError::OpenSsl {
             context: "DH: could not set DH parameters",
-            reason: reason(&e),
+            reason: e.into(),
         })?;
         b.set_groups_list(&self.groups)
-            .map_err(|e| TlsError::Groups { reason: reason(&e) })?;
+            .map_err(|e| TlsError::Groups { reason: e.into() })?;
 
         // Ciphers.
         b.set_cipher_list(&self.ciphers)
@@ -278,7 +259,7 @@ impl ServerTlsConfig {
                 let path = self.resolve(file);
                 let ca_err = |e: openssl::error::ErrorStack| TlsError::CaFile {
                     path: file.clone(),
-                    reason: reason(&e),
+                    reason: e.into(),
                 };
                 b.set_ca_file(&path).map_err(ca_err)?;
                 let names = X509Name::load_client_ca_file(&path).map_err(ca_err)?;
@@ -319,14 +300,14 @@ impl ServerTlsConfig {
             let path = self.resolve(file);
             let crl_err = |e: openssl::error::ErrorStack| TlsError::CrlFile {
                 path: file.clone(),
-                reason: reason(&e),
+                reason: e.into(),
             };
             if !path.is_file() {
                 return Err(TlsError::CrlFile {
                     path: file.clone(),
                     reason: match std::fs::metadata(&path) {
-                        Err(e) => io_reason(&e),
-                        Ok(_) => "not a regular file".to_owned(),
+                        Err(e) => e.into(),
+                        Ok(_) => "not a regular file".into(),
                     },
                 });
             }
@@ -337,31 +318,31 @@ impl ServerTlsConfig {
         }
         if let Some(dir) = &self.crl_dir {
             let path = self.resolve(dir);
-            let dir_err = |reason: String| TlsError::CrlDir {
+            let dir_err = |reason: Reason| TlsError::CrlDir {
                 path: dir.clone(),
                 reason,
             };
             if !path.is_dir() {
                 return Err(dir_err(match std::fs::metadata(&path) {
-                    Err(e) => io_reason(&e),
-                    Ok(_) => "not a directory".to_owned(),
+                    Err(e) => e.into(),
+                    Ok(_) => "not a directory".into(),
                 }));
             }
             let lookup = store
                 .add_lookup(X509Lookup::hash_dir())
-                .map_err(|e| dir_err(reason(&e)))?;
+                .map_err(|e| dir_err(e.into()))?;
             let name = path
                 .to_str()
-                .ok_or_else(|| dir_err("path is not valid UTF-8".to_owned()))?;
+                .ok_or_else(|| dir_err("path is not valid UTF-8".into()))?;
             lookup
                 .add_dir(name, SslFiletype::PEM)
-                .map_err(|e| dir_err(reason(&e)))?;
+                .map_err(|e| dir_err(e.into()))?;
         }
         store
             .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
             .map_err(|e| TlsError::OpenSsl {
                 context: "could not enable revocation checks",
-                reason: reason(&e),
+                reason: e.into(),
             })?;
         Ok(true)
     }
@@ -398,7 +379,7 @@ impl ServerTlsConfig {
                 Some(other) => other,
                 None => TlsError::KeyFile {
                     path: id.key_file.clone(),
-                    reason: reason(&e),
+                    reason: e.into(),
                 },
             }),
         }
@@ -437,7 +418,7 @@ impl<'a> PassphraseSource<'a> {
             PassphraseSource::Callback(cb) => cb(PASSPHRASE_PROMPT).map_err(|reason| {
                 TlsError::OpenSsl {
                     context: "passphrase callback failed",
-                    reason,
+                    reason: Reason::Text(reason),
                 }
             }),
             PassphraseSource::RefuseOnReload => Err(TlsError::KeyNeedsPassphraseOnReload {
@@ -445,7 +426,7 @@ impl<'a> PassphraseSource<'a> {
             }),
             PassphraseSource::None(path) => Err(TlsError::KeyFile {
                 path: path.to_path_buf(),
-                reason: "the key is protected by a passphrase, and neither ssl_passphrase_command nor a passphrase callback is set".to_owned(),
+                reason: "the key is protected by a passphrase, and neither ssl_passphrase_command nor a passphrase callback is set".into(),
             }),
         }
     }

@@ -63,7 +63,7 @@ fn mismatch_text(first: &str, others: usize, host: &str) -> String {
 /// glibc's `inet_aton`: one to four parts separated by dots, each decimal, octal (leading 0)
 /// or hexadecimal (0x); the last part fills the remaining bytes; trailing whitespace ends the
 /// address.
-pub fn inet_aton(s: &str) -> Option<Ipv4Addr> {
+pub(crate) fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     let end = s.find(|c: char| c.is_ascii_whitespace()).unwrap_or(s.len());
     let (addr, _) = s.split_at(end);
     if addr.is_empty() {
@@ -114,7 +114,7 @@ fn parse_part(p: &str) -> Option<u64> {
 }
 
 /// The host as an IP address, if libpq would treat it as one.
-pub fn host_ip(host: &str) -> Option<std::net::IpAddr> {
+pub(crate) fn host_ip(host: &str) -> Option<std::net::IpAddr> {
     inet_aton(host)
         .map(std::net::IpAddr::V4)
         .or_else(|| host.parse::<Ipv6Addr>().ok().map(std::net::IpAddr::V6))

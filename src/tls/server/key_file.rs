@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::error::TlsError;
+use crate::tls::error::{Reason, TlsError, io_reason};
 
 /// The prompt PostgreSQL substitutes for `%p` (OpenSSL's PEM prompt).
 pub const PASSPHRASE_PROMPT: &str = "Enter PEM pass phrase:";
@@ -37,7 +37,7 @@ pub(crate) fn verdict(file_uid: u32, mode: u32, euid: u32) -> Verdict {
 pub(crate) fn check_permissions(path: &Path) -> Result<(), TlsError> {
     let meta = std::fs::metadata(path).map_err(|e| TlsError::KeyFileAccess {
         path: path.to_owned(),
-        reason: io_reason(&e),
+        reason: e.into(),
     })?;
     if !meta.is_file() {
         return Err(TlsError::KeyFileNotRegular {
@@ -47,7 +47,7 @@ pub(crate) fn check_permissions(path: &Path) -> Result<(), TlsError> {
     match verdict(
         meta.uid(),
         meta.permissions().mode(),
-        super::ffi::effective_uid(),
+        crate::tls::ffi::effective_uid(),
     ) {
         Verdict::Ok => Ok(()),
         Verdict::WrongOwner => Err(TlsError::KeyFileOwner {
@@ -56,16 +56,6 @@ pub(crate) fn check_permissions(path: &Path) -> Result<(), TlsError> {
         Verdict::GroupOrWorldAccess => Err(TlsError::KeyFilePermissions {
             path: path.to_owned(),
         }),
-    }
-}
-
-/// The text PostgreSQL's `%m` gives for an I/O error ("No such file or directory").
-pub(crate) fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    // std appends " (os error N)"; PostgreSQL prints strerror alone.
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
     }
 }
 
@@ -105,7 +95,7 @@ pub(crate) fn run_passphrase_command(command: &str) -> Result<Vec<u8>, TlsError>
     let cmd = substitute(command, PASSPHRASE_PROMPT)?;
     let fail = |reason: String| TlsError::PassphraseCommand {
         command: cmd.clone(),
-        reason,
+        reason: Reason::Text(reason),
     };
     let mut child = Command::new("/bin/sh")
         .arg("-c")

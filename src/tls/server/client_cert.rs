@@ -1,11 +1,12 @@
 //! PostgreSQL's client-certificate checks (`clientcert=verify-ca|verify-full` and the `cert`
 //! method, auth.c), so a host implements them in one call.
 
-use super::session::SessionInfo;
+use crate::tls::session::SessionInfo;
 use crate::wire::{ErrorResponse, sqlstate};
 
 /// `clientcert` of a pg_hba.conf line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientCertMode {
     /// No client certificate needed (the default, except for the `cert` method).
     Off,
@@ -17,6 +18,7 @@ pub enum ClientCertMode {
 
 /// `clientname`: which part of the certificate names the user.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientName {
     /// The subject's CN (the default).
     #[default]
@@ -64,6 +66,7 @@ impl AuthMethod {
 
 /// A refused client certificate: the FATAL to send and the line PostgreSQL logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientCertRefusal {
     /// What the client is sent.
     pub response: Box<ErrorResponse>,
@@ -81,16 +84,16 @@ impl std::error::Error for ClientCertRefusal {}
 
 /// Applies `clientcert` (and the `cert` method's own check) to an established session.
 ///
-/// `ca_loaded` is whether the server context has a CA store
-/// ([`crate::tls::ServerTls::ca_loaded`]). Returns the identity the certificate
-/// authenticated (the DN for `cert`, as PostgreSQL's `authn_id`), or the refusal.
+/// Whether a CA store is available is the session's
+/// [`ca_loaded`](SessionInfo::ca_loaded): that of the identity SNI chose, or the default one.
+/// Returns the identity the certificate authenticated (the DN for `cert`, as PostgreSQL's
+/// `authn_id`), or the refusal.
 pub fn check_client_certificate(
     session: &SessionInfo,
     user: &str,
     method: AuthMethod,
     mode: ClientCertMode,
     name: ClientName,
-    ca_loaded: bool,
 ) -> Result<Option<String>, ClientCertRefusal> {
     let mode = if method == AuthMethod::Cert {
         ClientCertMode::VerifyFull
@@ -100,7 +103,7 @@ pub fn check_client_certificate(
     if mode == ClientCertMode::Off {
         return Ok(None);
     }
-    if !ca_loaded {
+    if !session.ca_loaded {
         let m = "client certificates can only be checked if a root certificate store is available";
         return Err(ClientCertRefusal {
             response: Box::new(ErrorResponse::fatal("F0000", m)),
@@ -156,32 +159,36 @@ pub fn check_client_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::TlsVersion;
     use crate::tls::session::PeerCertificate;
 
+    fn bare(ca_loaded: bool) -> SessionInfo {
+        SessionInfo::new(TlsVersion::Tls1_3, "TLS_AES_256_GCM_SHA384", 256)
+            .with_ca_loaded(ca_loaded)
+    }
+
     fn session(cn: &str, dn: &str) -> SessionInfo {
-        SessionInfo {
-            peer: Some(PeerCertificate {
-                cn: Some(cn.to_owned()),
-                dn: dn.to_owned(),
-                subject: format!("/CN={cn}"),
-                serial: "1".to_owned(),
-                issuer: "/CN=ca".to_owned(),
-                verified: true,
-            }),
-            ..SessionInfo::default()
-        }
+        bare(true).with_peer(PeerCertificate {
+            cn: Some(cn.to_owned()),
+            cn_has_nul: false,
+            dn: dn.to_owned(),
+            dn_has_nul: false,
+            subject: format!("/CN={cn}"),
+            serial: "1".to_owned(),
+            issuer: "/CN=ca".to_owned(),
+            verified: true,
+        })
     }
 
     #[test]
     fn verify_ca_needs_a_certificate_and_a_store() {
-        let none = SessionInfo::default();
+        let none = bare(true);
         let e = check_client_certificate(
             &none,
             "u",
             AuthMethod::Trust,
             ClientCertMode::VerifyCa,
             ClientName::Cn,
-            true,
         )
         .unwrap_err();
         assert_eq!(
@@ -190,12 +197,11 @@ mod tests {
         );
         assert_eq!(e.response.code, "28000");
         let e = check_client_certificate(
-            &none,
+            &bare(false),
             "u",
             AuthMethod::Trust,
             ClientCertMode::VerifyCa,
             ClientName::Cn,
-            false,
         )
         .unwrap_err();
         assert_eq!(
@@ -209,8 +215,7 @@ mod tests {
                 "u",
                 AuthMethod::Trust,
                 ClientCertMode::VerifyCa,
-                ClientName::Cn,
-                true
+                ClientName::Cn
             ),
             Ok(None)
         );
@@ -228,8 +233,7 @@ mod tests {
                 "ssltestuser",
                 AuthMethod::Trust,
                 ClientCertMode::VerifyFull,
-                ClientName::Cn,
-                true
+                ClientName::Cn
             )
             .is_ok()
         );
@@ -239,7 +243,6 @@ mod tests {
             AuthMethod::Trust,
             ClientCertMode::VerifyFull,
             ClientName::Cn,
-            true,
         )
         .unwrap_err();
         assert_eq!(
@@ -256,7 +259,6 @@ mod tests {
             AuthMethod::Cert,
             ClientCertMode::Off,
             ClientName::Cn,
-            true,
         )
         .unwrap_err();
         assert_eq!(
@@ -270,8 +272,7 @@ mod tests {
                 dn,
                 AuthMethod::Cert,
                 ClientCertMode::Off,
-                ClientName::Dn,
-                true
+                ClientName::Dn
             ),
             Ok(Some(dn.to_owned()))
         );
