@@ -122,7 +122,7 @@ fn key_file_with_garbage() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let e = build_err(&localhost_config(d.path()).key_file(&garbage));
+    let e = build_err(localhost_config(d.path()).key_file(&garbage));
     assert!(
         e.starts_with(&format!(
             "could not load private key file \"{}\": ",
@@ -177,11 +177,11 @@ fn protocol_range_min_above_max() {
 fn cipher_lists_that_select_nothing() {
     let d = dir();
     assert_eq!(
-        build_err(&localhost_config(d.path()).ciphers("NOSUCHCIPHER")),
+        build_err(localhost_config(d.path()).ciphers("NOSUCHCIPHER")),
         "could not set the TLSv1.2 cipher list (no valid ciphers available)"
     );
     assert_eq!(
-        build_err(&localhost_config(d.path()).tls13_ciphers("TLS_NO_SUCH")),
+        build_err(localhost_config(d.path()).tls13_ciphers("TLS_NO_SUCH")),
         "could not set the TLSv1.3 cipher suites (no valid ciphers available)"
     );
 }
@@ -189,7 +189,7 @@ fn cipher_lists_that_select_nothing() {
 #[test]
 fn unknown_group() {
     let d = dir();
-    let e = build_err(&localhost_config(d.path()).groups("nosuchcurve"));
+    let e = build_err(localhost_config(d.path()).groups("nosuchcurve"));
     assert!(
         e.starts_with("failed to set group names specified in ssl_groups: "),
         "{e}"
@@ -199,12 +199,12 @@ fn unknown_group() {
 #[test]
 fn dh_params_file_errors() {
     let d = dir();
-    let e = build_err(&localhost_config(d.path()).dh_params_file("/nonexistent/dh.pem"));
+    let e = build_err(localhost_config(d.path()).dh_params_file("/nonexistent/dh.pem"));
     assert_eq!(
         e,
         "could not load DH parameters file \"/nonexistent/dh.pem\": No such file or directory"
     );
-    let e = build_err(&localhost_config(d.path()).dh_params_file(cert("root_ca.crt")));
+    let e = build_err(localhost_config(d.path()).dh_params_file(cert("root_ca.crt")));
     assert!(e.starts_with("could not load DH parameters file"), "{e}");
 }
 
@@ -273,7 +273,7 @@ fn protected_key_cannot_be_reloaded_without_supports_reload() {
         Arc::ptr_eq(&before, &live.current()),
         "the old context stays"
     );
-    let c = c.passphrase_command_supports_reload(true);
+    c.passphrase_command_supports_reload(true);
     live.reload(&c).unwrap();
     assert!(!Arc::ptr_eq(&before, &live.current()));
 }
