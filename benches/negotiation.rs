@@ -236,7 +236,7 @@ fn full(c: &mut Criterion) {
     let startup = psql_startup();
     let s = full_negotiation(&startup);
     assert_eq!(s.channel(), Channel::Tls { direct: false });
-    assert_eq!(&s.packet()[..], &startup[..]);
+    assert_eq!(s.packet(), &startup[..]);
 
     let mut g = c.benchmark_group("full_negotiation");
     g.bench_function("baseline", |b| {

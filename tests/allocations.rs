@@ -239,7 +239,7 @@ fn startup_paths_allocate_little() {
             Some(ServerOutput::Done(ServerOutcome::Startup(s))) => {
                 assert_eq!(s.user(), "alice");
                 assert_eq!(s.channel(), Channel::Tls { direct: false });
-                assert_eq!(&s.packet()[..], &startup[..]);
+                assert_eq!(s.packet(), &startup[..]);
             }
             other => panic!("{other:?}"),
         }
@@ -261,7 +261,7 @@ fn startup_paths_allocate_little() {
             Some(ServerOutput::Done(ServerOutcome::Startup(s))) => {
                 assert_eq!(s.database(), "appdb");
                 assert_eq!(s.channel(), Channel::Plaintext);
-                assert_eq!(&s.packet()[..], &startup[..]);
+                assert_eq!(s.packet(), &startup[..]);
             }
             other => panic!("{other:?}"),
         }

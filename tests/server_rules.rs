@@ -456,7 +456,7 @@ fn bytes_after_the_startup_message_are_left_untouched() {
     chunk.extend_from_slice(b"p\0\0\0\x09secret");
     let (n, out) = feed(&mut s, &chunk);
     assert_eq!(n, n_startup);
-    assert_eq!(expect_startup(&out).packet().as_ref(), &chunk[..n_startup]);
+    assert_eq!(expect_startup(&out).packet(), &chunk[..n_startup]);
 }
 
 #[test]
@@ -623,7 +623,7 @@ fn the_same_packet_split_anywhere_decides_the_same() {
         assert_eq!(s.handle_input(&p[..cut]), cut);
         let (n, out) = feed(&mut s, &p[cut..]);
         assert_eq!(n, p.len() - cut);
-        assert_eq!(expect_startup(&out).packet().as_ref(), &p[..]);
+        assert_eq!(expect_startup(&out).packet(), &p[..]);
     }
 }
 
