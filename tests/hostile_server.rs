@@ -164,8 +164,8 @@ fn sasl() -> Vec<u8> {
     auth(10, b"SCRAM-SHA-256\0\0")
 }
 
-/// The answer to `select 1`: one int4 column `?column?`, one row `1`.
-fn select_one() -> Vec<u8> {
+/// RowDescription: one int4 column `?column?`.
+fn row_description() -> Vec<u8> {
     let mut desc = 1u16.to_be_bytes().to_vec();
     desc.extend_from_slice(b"?column?\0");
     desc.extend_from_slice(&0u32.to_be_bytes()); // table
@@ -174,11 +174,16 @@ fn select_one() -> Vec<u8> {
     desc.extend_from_slice(&4u16.to_be_bytes());
     desc.extend_from_slice(&(-1i32).to_be_bytes());
     desc.extend_from_slice(&0u16.to_be_bytes());
+    message(b'T', &desc)
+}
+
+/// The answer to `select 1`: one int4 column `?column?`, one row `1`.
+fn select_one() -> Vec<u8> {
     let mut row = 1u16.to_be_bytes().to_vec();
     row.extend_from_slice(&1u32.to_be_bytes());
     row.push(b'1');
     [
-        message(b'T', &desc),
+        row_description(),
         message(b'D', &row),
         message(b'C', b"SELECT 1\0"),
         ready(),
@@ -261,16 +266,20 @@ fn ready_first_over_tls() -> Server {
     ]))
 }
 
+fn ready_first_in_plaintext() -> Server {
+    Server::start(vec![
+        Step::ReadStartup,
+        Step::Write(ready()),
+        Step::Stall(LINGER),
+    ])
+}
+
 fn ready_for_query_first_is_refused(connect: Connect) {
     let server = ready_first_over_tls();
     let (r, _) = connect_to(connect, &server, "sslmode=require");
     expect_err(&r, NOT_AUTH, &server, "sslmode=require");
 
-    let plain = Server::start(vec![
-        Step::ReadStartup,
-        Step::Write(ready()),
-        Step::Stall(LINGER),
-    ]);
+    let plain = ready_first_in_plaintext();
     let (r, _) = connect_to(connect, &plain, "sslmode=disable");
     expect_err(&r, NOT_AUTH, &plain, "sslmode=disable");
 }
@@ -544,6 +553,7 @@ fn psql_row1_s_with_trailing_bytes() {
 #[test]
 fn psql_row2_ready_for_query_first() {
     psql_fails(&ready_first_over_tls(), "sslmode=require", NOT_AUTH);
+    psql_fails(&ready_first_in_plaintext(), "sslmode=disable", NOT_AUTH);
 }
 
 #[test]
@@ -628,7 +638,7 @@ fn connect_example(server: &Server, params: &str, query: Option<&str>) -> Output
     example_proc::connect(&conninfo, query)
 }
 
-/// Exit status 1, no panic, not connected, and `needle` (if any) in stderr.
+/// Exit status 1, no panic, and `needle` (if any) in stderr.
 fn expect_clean_failure(out: &Output, needle: Option<&str>, server: &Server, case: &str) {
     assert!(
         !out.stderr.contains("panicked at"),
@@ -640,7 +650,6 @@ fn expect_clean_failure(out: &Output, needle: Option<&str>, server: &Server, cas
         "{case}: expected exit status 1: {out}\nserver: {:?}",
         server.logs()
     );
-    assert!(!out.stdout.contains("ssl="), "{case}: it connected: {out}");
     if let Some(n) = needle {
         assert!(out.stderr.contains(n), "{case}: expected {n:?}: {out}");
     }
@@ -651,6 +660,7 @@ fn row3_channel_binding_ok_after_initial_response() {
     let server = ok_after_initial_response();
     let out = connect_example(&server, CB_PARAMS, None);
     expect_clean_failure(&out, Some(CB_WITHOUT_BINDING), &server, "AuthenticationOk");
+    assert_not_connected(&out, "AuthenticationOk");
 }
 
 #[test]
@@ -658,6 +668,7 @@ fn row3_channel_binding_empty_server_final() {
     let server = empty_server_final();
     let out = connect_example(&server, CB_PARAMS, None);
     expect_clean_failure(&out, Some(MALFORMED_SCRAM), &server, "empty v=");
+    assert_not_connected(&out, "empty v=");
 }
 
 #[test]
@@ -680,9 +691,18 @@ fn plain(steps: Vec<Step>) -> Server {
 const PLAIN: &str = "password=pw sslmode=disable";
 
 /// The connect example against `server` must fail cleanly (no panic, exit status 1).
+/// Without a query, it must not have connected either (with one, the query is what fails).
 fn connect_fails_cleanly(server: Server, query: Option<&str>, case: &str) {
     let out = connect_example(&server, PLAIN, query);
     expect_clean_failure(&out, None, &server, case);
+    if query.is_none() {
+        assert_not_connected(&out, case);
+    }
+}
+
+/// The connect example did not print its `ssl=…` line.
+fn assert_not_connected(out: &Output, case: &str) {
+    assert!(!out.stdout.contains("ssl="), "{case}: it connected: {out}");
 }
 
 /// A SCRAM server-first message continuing the client's nonce, with `iterations`.
@@ -699,58 +719,97 @@ fn server_first(client_first: &Message, iterations: &str) -> Vec<u8> {
     )
 }
 
+/// An 'R' with an empty body (length 4).
+fn empty_authentication_request() -> Server {
+    plain(vec![Step::Write(message(b'R', &[]))])
+}
+
+/// An MD5 password request without its salt.
+fn md5_without_salt() -> Server {
+    plain(vec![Step::Write(auth(5, &[]))])
+}
+
+/// A SCRAM server-first message whose first attribute is not ASCII.
+fn scram_non_ascii_attribute() -> Server {
+    plain(vec![
+        Step::Write(sasl()),
+        Step::ReadMessage,
+        Step::Write(auth(11, "\u{20ac}=x,r=abc,s=c2FsdA==,i=4096".as_bytes())),
+    ])
+}
+
+/// A SCRAM server-first message with this iteration count.
+fn scram_iterations(iterations: &'static str) -> Server {
+    plain(vec![
+        Step::Write(sasl()),
+        Step::reply(move |m| server_first(m, iterations)),
+    ])
+}
+
+/// Trust, then a DataRow of one byte in answer to the query.
+fn short_data_row() -> Server {
+    let answer = [
+        row_description(),
+        message(b'D', &[0]),
+        message(b'C', b"SELECT 1\0"),
+        ready(),
+    ]
+    .concat();
+    plain(vec![
+        Step::Write(auth_ok_ready()),
+        Step::reply(move |_| answer.clone()),
+    ])
+}
+
 #[test]
 fn row6_connect_empty_authentication_request() {
-    let server = plain(vec![Step::Write(message(b'R', &[]))]);
-    connect_fails_cleanly(server, None, "'R' with length 4");
+    connect_fails_cleanly(empty_authentication_request(), None, "'R' with length 4");
 }
 
 #[test]
 fn row6_connect_md5_without_salt() {
-    let server = plain(vec![Step::Write(auth(5, &[]))]);
-    connect_fails_cleanly(server, None, "MD5 request without salt");
+    connect_fails_cleanly(md5_without_salt(), None, "MD5 request without salt");
 }
 
 #[test]
 fn row6_connect_scram_non_ascii_attribute() {
-    let server = plain(vec![
-        Step::Write(sasl()),
-        Step::ReadMessage,
-        Step::Write(auth(11, "\u{20ac}=x,r=abc,s=c2FsdA==,i=4096".as_bytes())),
-    ]);
-    connect_fails_cleanly(
-        server,
-        None,
-        "server-first with a non-ASCII first attribute",
-    );
+    let case = "server-first with a non-ASCII first attribute";
+    connect_fails_cleanly(scram_non_ascii_attribute(), None, case);
 }
 
 #[test]
 fn row6_connect_scram_iterations_past_u32() {
-    let server = plain(vec![
-        Step::Write(sasl()),
-        Step::reply(|m| server_first(m, "4294967296")),
-    ]);
-    connect_fails_cleanly(server, None, "iteration count 4294967296");
+    let case = "iteration count 4294967296";
+    connect_fails_cleanly(scram_iterations("4294967296"), None, case);
 }
 
 #[test]
 fn row6_connect_scram_zero_iterations() {
-    let server = plain(vec![
-        Step::Write(sasl()),
-        Step::reply(|m| server_first(m, "0")),
-    ]);
-    connect_fails_cleanly(server, None, "iteration count 0");
+    connect_fails_cleanly(scram_iterations("0"), None, "iteration count 0");
 }
 
 #[test]
 fn row6_connect_short_data_row() {
-    let answer = [message(b'D', &[0]), message(b'C', b"SELECT 1\0"), ready()].concat();
-    let server = plain(vec![
-        Step::Write(auth_ok_ready()),
-        Step::reply(move |_| answer.clone()),
-    ]);
-    connect_fails_cleanly(server, Some("select 1"), "a DataRow of one byte");
+    let case = "a DataRow of one byte";
+    connect_fails_cleanly(short_data_row(), Some("select 1"), case);
+}
+
+/// psql fails on each of them with an error (libpq's words are printed with --nocapture).
+#[test]
+fn psql_row6_malformed_messages() {
+    for (server, needle) in [
+        (
+            empty_authentication_request(),
+            "expected authentication request",
+        ),
+        (md5_without_salt(), ""),
+        (scram_non_ascii_attribute(), "malformed SCRAM message"),
+        (scram_iterations("4294967296"), "malformed SCRAM message"),
+        (scram_iterations("0"), "malformed SCRAM message"),
+        (short_data_row(), ""),
+    ] {
+        psql_fails(&server, PLAIN, needle);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
