@@ -238,20 +238,33 @@ fn s_with_trailing_bytes() -> Server {
 
 const UNENCRYPTED_AFTER_S: &str = "received unencrypted data after SSL response";
 
-fn s_with_trailing_bytes_is_refused(connect: Connect) {
-    for mode in ["prefer", "require"] {
-        let server = s_with_trailing_bytes();
-        let (r, _) = connect_to(connect, &server, &format!("sslmode={mode}"));
-        assert_eq!(
-            server.connections(),
-            1,
-            "sslmode={mode}: no fallback, exactly one TCP connection ({r:?}): {:?}",
-            server.logs()
-        );
-        expect_err(&r, UNENCRYPTED_AFTER_S, &server, mode);
-    }
+fn s_with_trailing_bytes_is_refused(connect: Connect, mode: &str) {
+    let server = s_with_trailing_bytes();
+    let (r, _) = connect_to(connect, &server, &format!("sslmode={mode}"));
+    assert_eq!(
+        server.connections(),
+        1,
+        "sslmode={mode}: no fallback, exactly one TCP connection ({r:?}): {:?}",
+        server.logs()
+    );
+    expect_err(&r, UNENCRYPTED_AFTER_S, &server, mode);
 }
-both_adapters!(row1_s_with_trailing_bytes, s_with_trailing_bytes_is_refused);
+
+fn s_with_trailing_bytes_prefer(connect: Connect) {
+    s_with_trailing_bytes_is_refused(connect, "prefer");
+}
+both_adapters!(
+    row1_s_with_trailing_bytes_prefer,
+    s_with_trailing_bytes_prefer
+);
+
+fn s_with_trailing_bytes_require(connect: Connect) {
+    s_with_trailing_bytes_is_refused(connect, "require");
+}
+both_adapters!(
+    row1_s_with_trailing_bytes_require,
+    s_with_trailing_bytes_require
+);
 
 // ---------------------------------------------------------------------------------------------
 // Row 2: ReadyForQuery instead of an authentication request
@@ -274,16 +287,25 @@ fn ready_first_in_plaintext() -> Server {
     ])
 }
 
-fn ready_for_query_first_is_refused(connect: Connect) {
+fn ready_for_query_first_over_tls(connect: Connect) {
     let server = ready_first_over_tls();
     let (r, _) = connect_to(connect, &server, "sslmode=require");
     expect_err(&r, NOT_AUTH, &server, "sslmode=require");
-
-    let plain = ready_first_in_plaintext();
-    let (r, _) = connect_to(connect, &plain, "sslmode=disable");
-    expect_err(&r, NOT_AUTH, &plain, "sslmode=disable");
 }
-both_adapters!(row2_ready_for_query_first, ready_for_query_first_is_refused);
+both_adapters!(
+    row2_ready_for_query_first_tls,
+    ready_for_query_first_over_tls
+);
+
+fn ready_for_query_first_in_plaintext(connect: Connect) {
+    let server = ready_first_in_plaintext();
+    let (r, _) = connect_to(connect, &server, "sslmode=disable");
+    expect_err(&r, NOT_AUTH, &server, "sslmode=disable");
+}
+both_adapters!(
+    row2_ready_for_query_first_plain,
+    ready_for_query_first_in_plaintext
+);
 
 // ---------------------------------------------------------------------------------------------
 // Row 4: connect_timeout=2 bounds the whole connect
@@ -474,26 +496,42 @@ fn nul_cn_server(pki: &NulPki) -> Server {
     Server::start(script)
 }
 
-fn nul_in_common_name(connect: Connect) {
+/// `sslmode=MODE sslrootcert=CA` (no root certificate for `require`) against the NUL-CN
+/// server: the connect's result.
+fn connect_nul_cn(connect: Connect, mode: &str) -> (Result<(), String>, Server) {
     let pki = nul_pki();
-    let ca = pki.ca.display();
-    for params in [
-        "sslmode=require".to_owned(),
-        format!("sslmode=verify-ca sslrootcert={ca}"),
-    ] {
-        let server = nul_cn_server(&pki);
-        let (r, _) = connect_to(connect, &server, &params);
-        assert!(
-            r.is_ok(),
-            "{params}: names are only checked by verify-full, got {r:?}"
-        );
-    }
+    let params = match mode {
+        "require" => "sslmode=require".to_owned(),
+        _ => format!("sslmode={mode} sslrootcert={}", pki.ca.display()),
+    };
     let server = nul_cn_server(&pki);
-    let params = format!("sslmode=verify-full sslrootcert={ca}");
     let (r, _) = connect_to(connect, &server, &params);
-    expect_err(&r, EMBEDDED_NULL, &server, &params);
+    (r, server)
 }
-both_adapters!(row5_nul_in_common_name, nul_in_common_name);
+
+fn nul_in_common_name_require(connect: Connect) {
+    let (r, _) = connect_nul_cn(connect, "require");
+    assert!(r.is_ok(), "require does not check names, got {r:?}");
+}
+both_adapters!(row5_nul_in_common_name_require, nul_in_common_name_require);
+
+fn nul_in_common_name_verify_ca(connect: Connect) {
+    let (r, _) = connect_nul_cn(connect, "verify-ca");
+    assert!(r.is_ok(), "verify-ca does not check names, got {r:?}");
+}
+both_adapters!(
+    row5_nul_in_common_name_verify_ca,
+    nul_in_common_name_verify_ca
+);
+
+fn nul_in_common_name_verify_full(connect: Connect) {
+    let (r, server) = connect_nul_cn(connect, "verify-full");
+    expect_err(&r, EMBEDDED_NULL, &server, "verify-full");
+}
+both_adapters!(
+    row5_nul_in_common_name_verify_full,
+    nul_in_common_name_verify_full
+);
 
 // ---------------------------------------------------------------------------------------------
 // Row 8: close_notify before the first message
