@@ -190,9 +190,15 @@ impl<S: Read + ReadTimeout> Read for Deadline<S> {
     }
 }
 
+/// How long a write may still wait once the deadline has passed: the error that says so
+/// ("canceling authentication due to timeout", "timeout expired" upstream) still goes out to a
+/// peer that reads, and a peer that does not cannot hold the writer longer than this.
+const WRITE_GRACE: Duration = Duration::from_secs(1);
+
 impl<S: Write + ReadTimeout> Write for Deadline<S> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        if let Some(left) = self.left()? {
+        if self.deadline.is_some() {
+            let left = self.left().ok().flatten().unwrap_or(WRITE_GRACE);
             self.inner.set_write_timeout(Some(left))?;
         }
         let r = self.inner.write(b);
