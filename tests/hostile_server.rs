@@ -337,6 +337,22 @@ fn ssl_request_unanswered() -> Server {
     Server::start(vec![Step::ReadSslRequest, Step::Stall(STALL)])
 }
 
+/// Each wait under 2 s, their sum over it: 1.8 s before the 'S', 1.8 s between the startup
+/// packet and the first message (an authentication request). A per-step timeout never fires.
+fn slow_at_every_step() -> Server {
+    let pause = Duration::from_millis(1800);
+    Server::start(vec![
+        Step::ReadSslRequest,
+        Step::Stall(pause),
+        Step::Write(b"S".to_vec()),
+        Step::StartTls(localhost_tls()),
+        Step::ReadStartup,
+        Step::Stall(pause),
+        Step::Write(auth(3, &[])),
+        Step::Stall(LINGER),
+    ])
+}
+
 /// `connect_timeout=2` against `server` under `mode`: "timeout expired" within
 /// [`TIMEOUT_BOUND`], over exactly one TCP connection.
 fn times_out(connect: Connect, server: &Server, mode: &str) {
@@ -375,6 +391,11 @@ both_adapters!(
     row4_unanswered_ssl_request,
     unanswered_ssl_request_times_out
 );
+
+fn slow_steps_time_out(connect: Connect) {
+    times_out(connect, &slow_at_every_step(), "require");
+}
+both_adapters!(row4_slow_at_every_step, slow_steps_time_out);
 
 // ---------------------------------------------------------------------------------------------
 // Row 5: a NUL byte in the server certificate's CN
@@ -600,6 +621,7 @@ fn psql_row4_connect_timeout() {
         (trickled_handshake(), "require"),
         (silent_after_s(), "prefer"),
         (ssl_request_unanswered(), "prefer"),
+        (slow_at_every_step(), "require"),
     ] {
         let took = psql_fails(
             &server,
