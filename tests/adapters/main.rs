@@ -1,0 +1,11 @@
+//! The I/O adapters and the examples over real sockets, in one binary: the blocking adapter,
+//! the tokio adapter (feature `tokio`) and the example binaries run as black boxes.
+
+// `pub`: every binary uses a part of the shared tree, and what another binary uses is not dead
+// code here (rustc treats public items as used).
+#[path = "../support/mod.rs"]
+pub mod support;
+
+mod blocking_adapter;
+mod examples;
+mod tokio_adapter;
