@@ -3,7 +3,7 @@
 
 Usage (from anywhere; paths default to this repository):
 
-    cargo test --test conformance_matrix      # or any other suite: each writes its results
+    cargo test --test conformance     # and --test tls client_tls::; each suite writes its results
     python3 scripts/conformance-report.py [--results DIR] [--output FILE]
 
     --results DIR   the directory whose *.jsonl files are read (default: target/conformance)
@@ -186,7 +186,7 @@ def main():
     args = parser.parse_args()
     if not args.results.is_dir():
         fail(f"{args.results} does not exist: run the conformance tests first "
-             "(e.g. cargo test --test conformance_matrix)")
+             "(e.g. cargo test --test conformance conformance_matrix::)")
     suites, files = load(args.results)
     if not suites:
         fail(f"no results in {args.results}/*.jsonl: run the conformance tests first")

@@ -17,7 +17,7 @@ command -v psql >/dev/null 2>&1 || need_pkgs+=(postgresql-client)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
-# PgBouncer, as a client and as a TLS server of pgssl (tests/conformance_peers.rs).
+# PgBouncer, as a client and as a TLS server of pgssl (tests/conformance/conformance_peers.rs).
 [ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
 python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
 if ((${#need_pkgs[@]})); then

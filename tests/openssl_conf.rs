@@ -11,8 +11,9 @@
 //! lines. The parent checks those lines and the child's exit status, prints one line per
 //! scenario and a final `N passed, M failed`.
 
-#[path = "support/tls.rs"]
-mod tls_support;
+#[path = "support/mod.rs"]
+pub mod support;
+use support::tls as tls_support;
 
 use std::collections::BTreeMap;
 use std::fmt::Display;

@@ -1,6 +1,6 @@
 //! The example binaries (`examples/server.rs`, `examples/connect.rs`, `examples/proxy.rs`) and
 //! the clients run against them as child processes, for the tests that treat them as black
-//! boxes (tests/examples.rs, tests/conformance_*.rs):
+//! boxes (tests/adapters/examples.rs, tests/conformance/):
 //!
 //! * [`example`]: a binary next to the test's own (`target/<profile>/examples/`), built once per
 //!   test binary with `cargo build --examples` and the test's profile and features (`cargo test
@@ -14,7 +14,6 @@
 //!   no stdin, so nothing outside the test changes what it does; [`run`] runs it under
 //!   [`CLIENT_TIMEOUT`]. [`psql`], [`connect`] and [`psycopg`] are the usual clients.
 //! * [`ResultsFile`], [`Record`] and [`json_str`]: the conformance suites' JSON lines.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::fs::File;

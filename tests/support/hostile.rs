@@ -1,4 +1,4 @@
-//! A scripted hostile PostgreSQL server for the client-side tests (tests/hostile_server.rs).
+//! A scripted hostile PostgreSQL server for the client-side tests (tests/adapters/hostile_server.rs).
 //!
 //! [`Server`] binds 127.0.0.1:0 and runs a script of [`Step`]s on every accepted connection, in
 //! a thread of its own: read the SSLRequest, a startup packet, a protocol message or n bytes;

@@ -1,8 +1,16 @@
-//! Helpers shared by the integration tests: building packets and draining negotiators.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: building packets and draining negotiators (here),
+//! and the submodules below.
+
+pub mod example_proc;
+// A scripted hostile server (TLS through the openssl crate).
+#[cfg(feature = "openssl")]
+pub mod hostile;
+pub mod pg;
+// The OpenSSL layer's helpers; without them `--no-default-features` still builds the core's tests.
+#[cfg(feature = "openssl")]
+pub mod tls;
 
 use bytes::BytesMut;
-use pgssl::client::{ClientNegotiator, ClientOutput};
 use pgssl::server::{ServerNegotiator, ServerOutput};
 use pgssl::wire::{self, ProtocolVersion};
 
@@ -71,9 +79,4 @@ pub fn transmitted(out: &[ServerOutput]) -> Vec<u8> {
         })
         .flatten()
         .collect()
-}
-
-/// Polls the client once more after a handle call, skipping nothing.
-pub fn poll(c: &mut ClientNegotiator) -> ClientOutput {
-    c.poll_output()
 }

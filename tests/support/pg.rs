@@ -21,7 +21,6 @@
 //!   `root+client_ca.crt`, an optional `ssl_crl_file`, and the test's extra settings.
 //! * pg_hba.conf is the test's text after one line for the harness itself
 //!   (`local all postgres trust`); the roles in [`ROLES`] are created over the unix socket.
-#![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

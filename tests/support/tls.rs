@@ -1,6 +1,5 @@
 //! Helpers for the OpenSSL layer's tests: the test PKI, a threaded test server built on
 //! `pgssl::io::blocking::accept`, and a minimal PostgreSQL client over OpenSSL.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

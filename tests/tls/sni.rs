@@ -1,8 +1,7 @@
 //! Several server identities selected by SNI, with pg_hosts.conf's semantics (CONFORMANCE §2,
 //! "Server-side SNI").
 
-#[path = "support/tls.rs"]
-mod tls_support;
+use crate::support::tls as tls_support;
 
 use std::path::Path;
 

@@ -1,7 +1,5 @@
 //! The client side's negotiation rules (CONFORMANCE §4), one test per rule, named after it.
 
-mod support;
-
 use pgssl::ClientOutcome;
 use pgssl::client::{
     Attempt, AttemptKind, ClientNegotiator, ClientOutput, ClientSettings, SslMode, SslNegotiation,

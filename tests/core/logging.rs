@@ -1,7 +1,7 @@
 //! The server negotiator logs its negotiation events and refusals in PostgreSQL's words, so
 //! hosts (and the examples' tests) can scrape them as they would PostgreSQL's log.
 
-mod support;
+use crate::support;
 
 use std::cell::RefCell;
 

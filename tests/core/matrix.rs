@@ -9,7 +9,7 @@
 //! simulated: once both sides ask for it, the handshake "succeeds" with ALPN "postgresql" — the
 //! real handshakes are the OpenSSL layer's tests.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 
@@ -23,7 +23,7 @@ use support::{CLIENT_HELLO, drain_server, startup};
 
 /// Expected results. Columns: server, user, sslmode (comma list), sslnegotiation (`*` for
 /// both), events, outcome. `-` means no event (the connect is refused before connecting).
-const TABLE: &str = include_str!("support/libpq_encryption.table");
+const TABLE: &str = include_str!("../support/libpq_encryption.table");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Rule {

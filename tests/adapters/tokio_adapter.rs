@@ -7,8 +7,7 @@
 //! psql must be on PATH; `scripts/test.sh` installs it.
 #![cfg(feature = "tokio")]
 
-#[path = "support/tls.rs"]
-mod tls_support;
+use crate::support::tls as tls_support;
 
 use std::path::Path;
 use std::sync::Arc;

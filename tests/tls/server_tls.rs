@@ -1,8 +1,7 @@
 //! The server's TLS (CONFORMANCE §1 ALPN, §2, §3): contexts built from PostgreSQL's settings,
 //! their load errors, and real handshakes against OpenSSL clients, `openssl s_client` and psql.
 
-#[path = "support/tls.rs"]
-mod tls_support;
+use crate::support::tls as tls_support;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -16,7 +16,7 @@
 //!   authfail. The outcome (plain, ssl, fail) is the client's: psycopg's
 //!   `conn.pgconn.ssl_in_use`, the `ssl` column for psql; a failed connect is fail.
 //! * **References:** libpq 18 against the expected table ([`TABLE`], the ssl=on and ssl=off
-//!   rows of tests/matrix.rs, i.e. PostgreSQL 17's table). libpq 15 against what it does with a
+//!   rows of tests/core/matrix.rs, i.e. PostgreSQL 17's table). libpq 15 against what it does with a
 //!   live PostgreSQL 15 server (tests/support/pg.rs, ssl on with
 //!   `server-localhost+server_ca.crt`, and ssl off) with the same pg_hba.conf — libpq 15 does
 //!   not follow PostgreSQL 17's table (under `allow` it continues in plaintext after `N` on
@@ -32,10 +32,8 @@
 //! postgresql-client postgresql`) and psycopg (`pip install 'psycopg[binary]'`);
 //! scripts/test.sh installs them.
 
-#[path = "support/example_proc.rs"]
-mod example_proc;
-#[path = "support/pg.rs"]
-mod pg;
+use crate::support::example_proc;
+use crate::support::pg;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -53,11 +51,11 @@ use example_proc::{
 };
 use pg::Postgres;
 
-/// Expected results (PostgreSQL 17), shared with tests/matrix.rs; the rows of servers this test
+/// Expected results (PostgreSQL 17), shared with tests/core/matrix.rs; the rows of servers this test
 /// does not run (the pre-17 `ssl=on,nodirect`) are skipped.
 /// Columns: server, user, sslmode (comma list), sslnegotiation, events, outcome. `-` means no
 /// event (the connect is refused before connecting).
-const TABLE: &str = include_str!("support/libpq_encryption.table");
+const TABLE: &str = include_str!("../support/libpq_encryption.table");
 
 /// The matrix's pg_hba.conf, for the example server and for PostgreSQL 15 alike.
 const HBA: &str = "host all testuser all trust\n\
@@ -520,7 +518,7 @@ fn counterpart(server: &str, user: &str, mode: &str, negotiation: &str) -> Strin
         notes.push(format!("001 has no {mode} rows: its require row"));
     }
     if server == "ssl=off" && user != "testuser" {
-        notes.push("001 runs ssl=off with testuser only: tests/matrix.rs's row".to_owned());
+        notes.push("001 runs ssl=off with testuser only: tests/core/matrix.rs's row".to_owned());
     }
     if !notes.is_empty() {
         let _ = write!(row, " ({})", notes.join("; "));

@@ -1,6 +1,6 @@
 //! The server side's rules (CONFORMANCE §1), one test per rule, named after it.
 
-mod support;
+use crate::support;
 
 use pgssl::ServerOutcome;
 use pgssl::error::{DecodeError, MITM_DETAIL, ServerError};

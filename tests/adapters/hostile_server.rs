@@ -25,10 +25,7 @@
 //! bounded; the assertions use only `Ok`/`Err`, the error's text and the harness's connection
 //! count, so that they survive the adapters' redesign.
 
-#[path = "support/example_proc.rs"]
-mod example_proc;
-#[path = "support/hostile.rs"]
-mod hostile;
+use crate::support::{example_proc, hostile};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

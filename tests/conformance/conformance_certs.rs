@@ -27,10 +27,8 @@
 //! guard drops. Needs psql, the PostgreSQL 15 server and its `postgres` user, psycopg and the
 //! openssl CLI: scripts/test.sh installs them. `PGSSL_TEST_VERBOSE=1` prints every case.
 
-#[path = "support/example_proc.rs"]
-mod example_proc;
-#[path = "support/pg.rs"]
-mod pg;
+use crate::support::example_proc;
+use crate::support::pg;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;

@@ -22,10 +22,8 @@
 //! `postgres` user (`apt-get install postgresql`), and psycopg (`pip install
 //! 'psycopg[binary]'`); scripts/test.sh installs all three.
 
-#[path = "support/example_proc.rs"]
-mod example_proc;
-#[path = "support/pg.rs"]
-mod pg;
+use crate::support::example_proc;
+use crate::support::pg;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -144,8 +144,7 @@ fn stuffed_bytes_after_ssl_request_are_refused_over_tcp() {
     }
 }
 
-#[path = "support/tls.rs"]
-mod tls_support;
+use crate::support::tls as tls_support;
 
 #[test]
 fn the_client_always_offers_alpn_postgresql() {

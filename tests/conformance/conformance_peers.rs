@@ -21,7 +21,7 @@
 //! and `difference` (null, or why not). A test writes all its lines before it fails.
 //!
 //! * The example binaries are found next to this test's binary (`target/<profile>/examples/`),
-//!   built once with `cargo build --examples` (a `cargo test --test conformance_peers` does not
+//!   built once with `cargo build --examples` (a `cargo test --test conformance` does not
 //!   build them); tests/support/example_proc.rs has these helpers.
 //! * Every server listens on a free port of 127.0.0.1; every child runs under a timeout and is
 //!   killed when its guard drops; clients run with no `PG*` variables and an empty `HOME`.
@@ -30,8 +30,7 @@
 //! pgbouncer postgresql-client util-linux` (PgBouncer refuses to run as root: it runs as the
 //! `postgres` user through `runuser`).
 
-#[path = "support/example_proc.rs"]
-mod example_proc;
+use crate::support::example_proc;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -51,10 +51,8 @@
 //! Needs the PostgreSQL 15 server (`apt-get install postgresql`), psql and the openssl CLI;
 //! scripts/test.sh installs them.
 
-#[path = "support/pg.rs"]
-mod pg;
-#[path = "support/tls.rs"]
-mod tls_support;
+use crate::support::pg;
+use crate::support::tls as tls_support;
 
 use std::collections::HashMap;
 use std::fmt;

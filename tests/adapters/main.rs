@@ -1,0 +1,13 @@
+//! The I/O adapters and the examples over real sockets, in one binary: the blocking adapter,
+//! the tokio adapter (feature `tokio`), the example binaries run as black boxes, and both
+//! adapters and the examples against a scripted hostile server.
+
+// `pub`: every binary uses a part of the shared tree, and what another binary uses is not dead
+// code here (rustc treats public items as used).
+#[path = "../support/mod.rs"]
+pub mod support;
+
+mod blocking_adapter;
+mod examples;
+mod hostile_server;
+mod tokio_adapter;
