@@ -91,6 +91,18 @@ impl<'t> ServerDriver<'t> {
         })
     }
 
+    /// A driver, and the adapter's slot holding `stream` (plaintext until TLS starts).
+    pub(crate) fn start<S, T: TlsLayer<S>>(
+        stream: S,
+        policy: ServerPolicy,
+        tls: Option<&'t ServerTls>,
+    ) -> io::Result<(Self, Option<PgStream<S, T>>)> {
+        Ok((
+            ServerDriver::new(policy, tls)?,
+            Some(PgStream::plain(stream)),
+        ))
+    }
+
     /// The next step.
     pub(crate) fn next(&mut self) -> ServerStep {
         loop {

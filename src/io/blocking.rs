@@ -10,34 +10,21 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use openssl::ssl::{HandshakeError, Ssl, SslRef};
+use openssl::ssl::{HandshakeError, Ssl};
 
 use super::accept::{ServerDriver, ServerStep};
 use super::connect::{ClientDriver, ClientStep, FirstPacket, cancel_request, startup_message};
 use super::error::{AuthFailure, CONNECT_TIMEOUT_MESSAGE, ConnectError, TIMEOUT_MESSAGE};
 use super::replay::Replay;
-use super::stream::{Inner, Sealed, TlsLayer, plaintext, present, stream};
+use super::stream::{Inner, plaintext, present, stream, tls_stream};
 use crate::server::{ServerOutcome, ServerPolicy};
 use crate::tls::{ClientTls, ClientTlsConfig, ServerTls};
 
-/// The TLS stream of the blocking adapter (OpenSSL's, over the socket). Reached through
-/// [`PgStream`]; opaque.
-#[derive(Debug)]
-pub struct TlsStream<S>(openssl::ssl::SslStream<Replay<S>>);
-
-impl<S> Sealed for TlsStream<S> {}
-
-impl<S> TlsLayer<S> for TlsStream<S> {
-    fn ssl(&self) -> &SslRef {
-        self.0.ssl()
-    }
-    fn get_ref(&self) -> &S {
-        self.0.get_ref().get_ref()
-    }
-    fn get_mut(&mut self) -> &mut S {
-        self.0.get_mut().get_mut()
-    }
-}
+tls_stream!(
+    /// The TLS stream of the blocking adapter (OpenSSL's, over the socket). Reached through
+    /// [`PgStream`]; opaque.
+    openssl::ssl::SslStream<Replay<S>>
+);
 
 impl<S: Read + Write> Read for TlsStream<S> {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
@@ -258,8 +245,7 @@ pub fn accept<S: Read + Write + ReadTimeout>(
     policy: ServerPolicy,
     tls: Option<&ServerTls>,
 ) -> io::Result<Accepted<S>> {
-    let mut d = ServerDriver::new(policy, tls)?;
-    let mut conn = Some(PgStream::plain(stream));
+    let (mut d, mut conn) = ServerDriver::start(stream, policy, tls)?;
     loop {
         match d.next() {
             ServerStep::Write(bytes) => write_flush(present(&mut conn)?, bytes)?,

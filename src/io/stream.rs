@@ -22,7 +22,32 @@ pub trait TlsLayer<S>: sealed::Sealed {
     fn get_mut(&mut self) -> &mut S;
 }
 
+/// Defines an adapter's `TlsStream<S>`: an opaque newtype over the TLS library's stream on
+/// `Replay<S>`, implementing [`TlsLayer`].
+macro_rules! tls_stream {
+    ($(#[$doc:meta])* $inner:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct TlsStream<S>($inner);
+
+        impl<S> crate::io::stream::Sealed for TlsStream<S> {}
+
+        impl<S> crate::io::TlsLayer<S> for TlsStream<S> {
+            fn ssl(&self) -> &openssl::ssl::SslRef {
+                self.0.ssl()
+            }
+            fn get_ref(&self) -> &S {
+                self.0.get_ref().get_ref()
+            }
+            fn get_mut(&mut self) -> &mut S {
+                self.0.get_mut().get_mut()
+            }
+        }
+    };
+}
+
 pub(crate) use sealed::Sealed;
+pub(crate) use tls_stream;
 
 /// A connection after the negotiation: plaintext, or TLS over the stream `S`, where `T` is the
 /// adapter's TLS stream. It reads and writes as `S` does ([`io::Read`] and [`io::Write`] from

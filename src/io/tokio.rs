@@ -46,34 +46,21 @@ use std::time::{Duration, Instant};
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
-use openssl::ssl::{Ssl, SslRef};
+use openssl::ssl::Ssl;
 
 use super::accept::{ServerDriver, ServerStep};
 use super::connect::{ClientDriver, ClientStep, FirstPacket, cancel_request, startup_message};
 use super::error::{AuthFailure, CONNECT_TIMEOUT_MESSAGE, ConnectError, TIMEOUT_MESSAGE};
 use super::replay::Replay;
-use super::stream::{Inner, Sealed, TlsLayer, plaintext, present, stream};
+use super::stream::{Inner, plaintext, present, stream, tls_stream};
 use crate::server::{ServerOutcome, ServerPolicy};
 use crate::tls::{ClientTls, ClientTlsConfig, ServerTls};
 
-/// The TLS stream of the tokio adapter (tokio-openssl's, over the socket). Reached through
-/// [`PgStream`]; opaque.
-#[derive(Debug)]
-pub struct TlsStream<S>(tokio_openssl::SslStream<Replay<S>>);
-
-impl<S> Sealed for TlsStream<S> {}
-
-impl<S> TlsLayer<S> for TlsStream<S> {
-    fn ssl(&self) -> &SslRef {
-        self.0.ssl()
-    }
-    fn get_ref(&self) -> &S {
-        self.0.get_ref().get_ref()
-    }
-    fn get_mut(&mut self) -> &mut S {
-        self.0.get_mut().get_mut()
-    }
-}
+tls_stream!(
+    /// The TLS stream of the tokio adapter (tokio-openssl's, over the socket). Reached through
+    /// [`PgStream`]; opaque.
+    tokio_openssl::SslStream<Replay<S>>
+);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     fn poll_read(
@@ -136,17 +123,15 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     timeout: Option<Duration>,
 ) -> io::Result<Accepted<S>> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    within(deadline, TIMEOUT_MESSAGE, negotiate(stream, policy, tls)).await?
+    let (d, conn) = ServerDriver::start(stream, policy, tls)?;
+    within(deadline, TIMEOUT_MESSAGE, negotiate(d, conn)).await?
 }
 
-/// [`accept`] without a deadline.
+/// [`accept`]'s loop, without the deadline.
 async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    policy: ServerPolicy,
-    tls: Option<&ServerTls>,
+    mut d: ServerDriver<'_>,
+    mut conn: Option<PgStream<S>>,
 ) -> io::Result<Accepted<S>> {
-    let mut d = ServerDriver::new(policy, tls)?;
-    let mut conn = Some(PgStream::plain(stream));
     loop {
         match d.next() {
             ServerStep::Write(bytes) => write_flush(present(&mut conn)?, bytes).await?,

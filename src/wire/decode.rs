@@ -1,10 +1,11 @@
 //! Decoding of an initial packet, borrowing from the input.
 
-use super::{
+use super::codes::{
     CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_CANCEL_KEY_LEN, MAX_PACKET_LEN, MIN_PACKET_LEN,
-    ProtocolVersion, SSL_REQUEST_CODE, StartupMessage, TLS_HANDSHAKE_RECORD, be_u32,
+    ProtocolVersion, SSL_REQUEST_CODE, TLS_HANDSHAKE_RECORD, be_u32,
 };
-use crate::error::DecodeError;
+use super::decode_error::DecodeError;
+use super::startup::StartupMessage;
 
 /// The result of decoding input that may be incomplete, in the manner of httparse's `Status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,7 +117,9 @@ fn decode_cancel(body: &[u8]) -> Result<CancelRequest<'_>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{GSSENC_REQUEST, SSL_REQUEST, encode_cancel_request, encode_startup_message};
+    use crate::wire::encode::{
+        GSSENC_REQUEST, SSL_REQUEST, encode_cancel_request, encode_startup_message,
+    };
     use bytes::BytesMut;
 
     fn packet(code: u32, extra: &[u8]) -> Vec<u8> {

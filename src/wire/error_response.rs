@@ -2,8 +2,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Decoded, be_u32};
-use crate::error::DecodeError;
+use super::codes::be_u32;
+use super::decode::Decoded;
+use super::decode_error::{DecodeError, REPLICATION_HINT};
 
 /// libpq refuses an ErrorResponse longer than this during connection startup (`MAX_ERRLEN`).
 const MAX_ERROR_MESSAGE_LEN: usize = 30_000;
@@ -180,6 +181,24 @@ impl std::fmt::Display for ErrorResponse {
             write!(f, "\nHINT:  {h}")?;
         }
         Ok(())
+    }
+}
+
+impl DecodeError {
+    /// The ErrorResponse PostgreSQL sends for this error, or `None` where it only logs it and
+    /// closes the connection (its COMMERROR cases).
+    pub fn response(&self) -> Option<ErrorResponse> {
+        match self {
+            DecodeError::UnsupportedProtocol { .. }
+            | DecodeError::InvalidLayout
+            | DecodeError::NoUserName => {
+                Some(ErrorResponse::fatal(self.sqlstate(), self.to_string()))
+            }
+            DecodeError::InvalidReplication { .. } => Some(
+                ErrorResponse::fatal(self.sqlstate(), self.to_string()).with_hint(REPLICATION_HINT),
+            ),
+            _ => None,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The StartupMessage: its layout, its parameters, and PostgreSQL's checks of them.
 
-use super::ProtocolVersion;
-use crate::error::DecodeError;
+use super::codes::ProtocolVersion;
+use super::decode_error::DecodeError;
 
 /// A protocol 3.x StartupMessage whose layout has been checked, borrowing its parameters.
 ///
@@ -136,7 +136,7 @@ impl<'a> StartupMessage<'a> {
     /// 3.2, or any `_pq_.` option), as PostgreSQL 18 does. Sending it is the host's business;
     /// see [`crate::wire::encode_negotiate_protocol_version`].
     pub fn needs_protocol_negotiation(&self) -> bool {
-        self.version.minor() > super::ProtocolVersion::LATEST.minor()
+        self.version.minor() > ProtocolVersion::LATEST.minor()
             || self.protocol_options().next().is_some()
     }
 
