@@ -56,6 +56,14 @@ pub enum ServerError {
         /// What the TLS layer reported.
         reason: String,
     },
+    /// The handshake completed, but what it established is refused, as PostgreSQL's
+    /// `be_tls_open_server` refuses it: a client certificate whose common name holds a NUL
+    /// ("SSL certificate's common name contains embedded null"). Logged, no reply.
+    #[error("{message}")]
+    TlsRejected {
+        /// PostgreSQL's log message.
+        message: String,
+    },
 }
 
 impl ServerError {

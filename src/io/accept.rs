@@ -62,6 +62,8 @@ pub(crate) struct ServerDriver<'t> {
     /// Bytes read that the negotiator did not consume: a direct SSL ClientHello's start, or
     /// what followed the StartupMessage.
     pending: Vec<u8>,
+    /// The TLS session's facts, once the handshake is done.
+    session: Option<SessionInfo>,
 }
 
 impl<'t> ServerDriver<'t> {
@@ -88,6 +90,7 @@ impl<'t> ServerDriver<'t> {
             tls,
             input: vec![0u8; MAX_PACKET_LEN].into_boxed_slice(),
             pending: Vec::new(),
+            session: None,
         })
     }
 
@@ -157,8 +160,15 @@ impl<'t> ServerDriver<'t> {
         Ok(())
     }
 
-    /// The handshake completed; `unread` replayed bytes were left unread by TLS.
+    /// The handshake completed; `unread` replayed bytes were left unread by TLS. The session's
+    /// facts are read here, once: a client certificate PostgreSQL would refuse (a NUL in its
+    /// names) refuses the connection with PostgreSQL's log line.
     pub(crate) fn handshake_done(&mut self, ssl: &SslRef, unread: usize) {
+        let facts = SessionInfo::from_ssl(ssl).and_then(|s| s.check_client_names().map(|()| s));
+        match facts {
+            Ok(s) => self.session = Some(s),
+            Err(e) => return self.neg.handle_tls_rejected(&e.to_string()),
+        }
         let info = HandshakeInfo::new(ssl.selected_alpn_protocol()).with_unread_plaintext(unread);
         self.neg.handle_tls_established(info);
     }
@@ -184,16 +194,8 @@ impl<'t> ServerDriver<'t> {
             ServerOutcome::Startup(startup) => {
                 // A StartupMessage is read over the stream: it is there.
                 let stream = stream.ok_or_else(|| io::Error::other("no stream"))?;
-                let session = stream
-                    .session_info()
-                    .transpose()
-                    .map_err(io::Error::other)?;
-                if let Some(s) = &session {
-                    // PostgreSQL refuses a client certificate whose names hold a NUL.
-                    s.check_client_names().map_err(io::Error::other)?;
-                }
                 Accepted::Startup {
-                    session,
+                    session: self.session,
                     stream,
                     startup,
                     leftover: self.pending,

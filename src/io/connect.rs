@@ -521,10 +521,7 @@ impl<'c> ClientDriver<'c> {
                 t.check_cert_mode(ssl)?;
             }
         }
-        let session = stream
-            .session_info()
-            .transpose()
-            .map_err(io::Error::other)?;
+        let session = stream.session_info().transpose()?;
         Ok(Connected {
             tls: if stream.is_tls() {
                 self.tls.clone()

@@ -3,7 +3,7 @@
 use std::io;
 
 use crate::error::ClientError;
-use crate::tls::{ClientConfigError, ClientTlsError};
+use crate::tls::{ClientConfigError, ClientTlsError, SessionError};
 use crate::wire::ErrorResponse;
 
 /// PostgreSQL's text when `authentication_timeout` expires on the server side ("canceling
@@ -37,6 +37,9 @@ pub enum ConnectError {
     /// The TLS setup or handshake failed (the last attempt's reason), or TLS failed after it.
     #[error(transparent)]
     Tls(#[from] ClientTlsError),
+    /// The TLS session's facts could not be read after the handshake.
+    #[error(transparent)]
+    Session(#[from] SessionError),
     /// `connect_timeout` expired ("timeout expired"). libpq gives up at once: no fallback.
     #[error("{CONNECT_TIMEOUT_MESSAGE}")]
     Timeout,

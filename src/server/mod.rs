@@ -210,6 +210,23 @@ impl ServerNegotiator {
         });
     }
 
+    /// The handshake completed but the host refuses what it established, with PostgreSQL's
+    /// `message` (a client certificate whose names hold a NUL, say): logged as given, and the
+    /// connection is closed without a reply, as PostgreSQL closes it.
+    pub fn handle_tls_rejected(&mut self, message: &str) {
+        let State::AwaitTls { direct } = self.state else {
+            warn!("TLS rejection reported while no handshake was requested; ignored");
+            return;
+        };
+        if direct {
+            self.event(NegotiationEvent::DirectSslRejected);
+        }
+        self.channel = Channel::Tls { direct };
+        self.refuse(ServerError::TlsRejected {
+            message: message.to_owned(),
+        });
+    }
+
     /// The channel the connection is on now.
     pub fn channel(&self) -> Channel {
         self.channel

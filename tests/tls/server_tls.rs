@@ -925,7 +925,8 @@ fn clientcert_and_cert_method_on_real_sessions() {
 }
 
 /// PostgreSQL refuses a client certificate whose CN holds a NUL byte once the handshake is
-/// done, logging "SSL certificate's common name contains embedded null".
+/// done, logging "SSL certificate's common name contains embedded null": a refusal (no reply),
+/// not an I/O error.
 #[test]
 fn client_common_name_with_embedded_null_is_refused() {
     let d = dir();
@@ -943,7 +944,7 @@ fn client_common_name_with_embedded_null_is_refused() {
         .unwrap();
     let _ = pg_connect(srv.port, How::SslRequest, client, None, "ssltestuser");
     match srv.next() {
-        Seen::Error(e) => assert_eq!(e, "SSL certificate's common name contains embedded null"),
+        Seen::Refused(e) => assert_eq!(e, "SSL certificate's common name contains embedded null"),
         other => panic!("{other:?}"),
     }
 }
