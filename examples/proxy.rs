@@ -322,8 +322,8 @@ fn session_main(
     session: Option<SessionInfo>,
     Arrival { ip, deadline }: Arrival,
 ) -> io::Result<()> {
-    let user = startup.user();
-    let db = startup.database();
+    let user = startup.user_lossy().into_owned();
+    let db = startup.database_lossy().into_owned();
     // `trust` and `password` lines let the client through: the upstream authenticates it.
     if front.authorize(client, startup, &session, ip).is_none() {
         return Ok(());

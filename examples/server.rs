@@ -89,8 +89,8 @@ fn session_main(
     session: Option<SessionInfo>,
     ip: IpAddr,
 ) -> io::Result<()> {
-    let user = startup.user();
-    let db = startup.database();
+    let user = startup.user_lossy().into_owned();
+    let db = startup.database_lossy().into_owned();
     let Some(method) = front.authorize(stream, startup, &session, ip) else {
         return Ok(());
     };

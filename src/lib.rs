@@ -49,7 +49,7 @@
 //!         }
 //!         ServerOutput::StartTls(_) => break, // never with ssl = off
 //!         ServerOutput::Done(ServerOutcome::Startup(startup)) => {
-//!             println!("user {} wants database {}", startup.user(), startup.database());
+//!             println!("user {} wants database {}", startup.user_lossy(), startup.database_lossy());
 //!             break; // authenticate, then serve
 //!         }
 //!         ServerOutput::Done(ServerOutcome::Refuse(refusal)) => {

@@ -237,7 +237,7 @@ fn startup_paths_allocate_little() {
         });
         match &out {
             Some(ServerOutput::Done(ServerOutcome::Startup(s))) => {
-                assert_eq!(s.user(), "alice");
+                assert_eq!(s.user_lossy(), "alice");
                 assert_eq!(s.channel(), Channel::Tls { direct: false });
                 assert_eq!(s.packet(), &startup[..]);
             }
@@ -259,7 +259,7 @@ fn startup_paths_allocate_little() {
         });
         match &out {
             Some(ServerOutput::Done(ServerOutcome::Startup(s))) => {
-                assert_eq!(s.database(), "appdb");
+                assert_eq!(s.database_lossy(), "appdb");
                 assert_eq!(s.channel(), Channel::Plaintext);
                 assert_eq!(s.packet(), &startup[..]);
             }

@@ -388,7 +388,7 @@ impl Frontend {
         session: &Option<SessionInfo>,
         ip: IpAddr,
     ) -> Option<AuthMethod> {
-        let (user, db) = (startup.user(), startup.database());
+        let (user, db) = (startup.user_lossy(), startup.database_lossy());
         let enc = if session.is_some() {
             "SSL encryption"
         } else {

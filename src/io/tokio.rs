@@ -1,7 +1,7 @@
 //! Async adapters over tokio streams (feature `tokio`).
 //!
 //! The same negotiation as the [blocking adapter](super::blocking), driven with `.await`
-//! instead of blocking reads: [`accept`] runs a [`ServerNegotiator`] and an OpenSSL server
+//! instead of blocking reads: [`accept`] runs a [`ServerNegotiator`](crate::server::ServerNegotiator) and an OpenSSL server
 //! handshake (through `tokio-openssl`) over one accepted stream, and [`connect`] runs libpq's
 //! plan as a client over tokio TCP connections. Nothing inside blocks a runtime thread: socket
 //! I/O is awaited, and the one step that reads files (building the client's TLS context from
@@ -27,7 +27,7 @@
 //!         let timeout = Some(Duration::from_secs(60));
 //!         match accept(sock, ServerPolicy::new(), Some(&tls), timeout).await {
 //!             Ok(Accepted::Startup { stream, startup, .. }) => {
-//!                 println!("user {} over TLS: {}", startup.user(), stream.ssl().is_some());
+//!                 println!("user {} over TLS: {}", startup.user_lossy(), stream.ssl().is_some());
 //!                 // authenticate, then serve over `stream`
 //!             }
 //!             Ok(_) => {} // a CancelRequest, or refused (the ErrorResponse has been sent)

@@ -1,5 +1,6 @@
 //! What the server negotiator decides: its outputs and the owned outcomes they carry.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -144,14 +145,26 @@ impl Startup {
         &self.packet
     }
 
-    /// The `user` parameter as UTF-8 (lossy).
-    pub fn user(&self) -> String {
-        String::from_utf8_lossy(self.message().user().unwrap_or_default()).into_owned()
+    /// The `user` parameter, as [`StartupMessage::user`] gives it (always there: a
+    /// StartupMessage without a user is refused).
+    pub fn user(&self) -> Option<&[u8]> {
+        self.message().user()
     }
 
-    /// The `database` parameter as UTF-8 (lossy), defaulting to the user as PostgreSQL does.
-    pub fn database(&self) -> String {
-        String::from_utf8_lossy(self.message().database().unwrap_or_default()).into_owned()
+    /// The `database` parameter, as [`StartupMessage::database`] gives it (the user name when
+    /// absent or empty, as PostgreSQL defaults it).
+    pub fn database(&self) -> Option<&[u8]> {
+        self.message().database()
+    }
+
+    /// The `user` parameter as text (invalid UTF-8 replaced), for logs and messages.
+    pub fn user_lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.user().unwrap_or_default())
+    }
+
+    /// The `database` parameter as text (invalid UTF-8 replaced), defaulting to the user.
+    pub fn database_lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.database().unwrap_or_default())
     }
 }
 

@@ -80,7 +80,7 @@ fn a_prompt_client_is_not_affected() {
     )
     .unwrap()
     {
-        Accepted::Startup { startup, .. } => assert_eq!(startup.user(), "u"),
+        Accepted::Startup { startup, .. } => assert_eq!(startup.user_lossy(), "u"),
         other => panic!("{other:?}"),
     }
 }

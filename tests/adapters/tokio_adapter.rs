@@ -101,9 +101,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
                             .as_deref()
                             .map(|a| String::from_utf8_lossy(a).into_owned())
                             .unwrap_or_else(|| "none".into()),
-                        startup.user()
+                        startup.user_lossy()
                     ),
-                    None => format!("{MARKER}: ssl=off user={}", startup.user()),
+                    None => format!("{MARKER}: ssl=off user={}", startup.user_lossy()),
                 };
                 let r = ErrorResponse::fatal("28000", desc).to_bytes();
                 let _ = stream.write_all(&r).await;
@@ -123,7 +123,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
                 let _ = stream.shutdown().await;
             }
             Seen::Startup {
-                user: startup.user(),
+                user: startup.user_lossy().into_owned(),
                 channel: startup.channel(),
                 alpn: session.as_ref().and_then(|s| s.alpn.clone()),
                 sni: session.and_then(|s| s.sni),
@@ -573,7 +573,7 @@ async fn a_prompt_client_is_not_affected_by_the_deadline() {
         Accepted::Startup {
             startup, leftover, ..
         } => {
-            assert_eq!(startup.user(), "u");
+            assert_eq!(startup.user_lossy(), "u");
             assert!(leftover.is_empty());
         }
         other => panic!("{other:?}"),

@@ -41,9 +41,9 @@ fn serve_one(mut sock: TcpStream, policy: ServerPolicy) -> Seen {
             },
             ServerOutput::Done(ServerOutcome::Startup(s)) => {
                 // End psql's attempt with a FATAL it will print, so the test can see it.
-                let r = ErrorResponse::fatal("28000", format!("{MARKER} for {}", s.user()));
+                let r = ErrorResponse::fatal("28000", format!("{MARKER} for {}", s.user_lossy()));
                 sock.write_all(&r.to_bytes()).unwrap();
-                break format!("startup {} {}", s.user(), s.database());
+                break format!("startup {} {}", s.user_lossy(), s.database_lossy());
             }
             ServerOutput::Done(ServerOutcome::Cancel(_)) => break "cancel".to_owned(),
             ServerOutput::Done(ServerOutcome::Refuse(r)) => {

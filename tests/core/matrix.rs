@@ -209,7 +209,7 @@ fn run(server: &str, user: &str, mode: SslMode, negotiation: SslNegotiation) -> 
                         let outcome = if channel.is_tls() { "ssl" } else { "plain" };
                         if let Some(st) = &s.startup {
                             assert_eq!(st.channel(), channel);
-                            assert_eq!(st.user(), user);
+                            assert_eq!(st.user_lossy(), user);
                         }
                         return (log.join(","), outcome.into());
                     }

@@ -63,7 +63,7 @@ fn ssl_request_is_answered_s_when_tls_is_available() {
     assert_eq!(n, user().len());
     let st = expect_startup(&out);
     assert_eq!(st.channel(), Channel::Tls { direct: false });
-    assert_eq!(st.user(), "alice");
+    assert_eq!(st.user_lossy(), "alice");
     assert_eq!(
         s.events().collect::<Vec<_>>(),
         [NegotiationEvent::SslRequestAccepted]

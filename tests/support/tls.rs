@@ -99,14 +99,16 @@ impl TestServer {
                                     .as_deref()
                                     .map(|a| String::from_utf8_lossy(a).into_owned())
                                     .unwrap_or_else(|| "none".into()),
-                                startup.user()
+                                startup.user_lossy()
                             ),
-                            None => format!("{FATAL_MARKER}: ssl=off user={}", startup.user()),
+                            None => {
+                                format!("{FATAL_MARKER}: ssl=off user={}", startup.user_lossy())
+                            }
                         };
                         let _ = stream.write_all(&ErrorResponse::fatal("28000", desc).to_bytes());
                         let _ = stream.flush();
                         Seen::Startup {
-                            user: startup.user(),
+                            user: startup.user_lossy().into_owned(),
                             tls: session.is_some(),
                             session,
                             end_point,
