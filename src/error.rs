@@ -93,10 +93,10 @@ impl ServerError {
     }
 }
 
-/// Why the client side could not (or may not) connect, in libpq's words.
+/// Why client settings are refused before any connection is made, in libpq's words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ClientError {
+pub enum SettingsError {
     /// `sslmode` is not one of libpq's six values.
     #[error("invalid sslmode value: \"{value}\"")]
     InvalidSslMode {
@@ -125,6 +125,13 @@ pub enum ClientError {
         /// The sslmode given.
         mode: &'static str,
     },
+}
+
+/// Why the client side could not connect, in libpq's words: what happened on the
+/// connections (settings are checked before, with [`SettingsError`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
     /// The server answered `N` to the SSLRequest and the mode requires SSL.
     #[error("server does not support SSL, but SSL was required")]
     SslNotSupported,

@@ -8,6 +8,18 @@
 //! CancelRequest, or refuse with PostgreSQL's ErrorResponse. It has no sockets, no clock and no
 //! TLS library inside; it builds with `--no-default-features`.
 //!
+//! # Layers
+//!
+//! | layer | modules | what it is |
+//! |---|---|---|
+//! | sans-IO core | [`wire`], [`server`], [`client`], [`error`] | bytes in, decisions out; builds without OpenSSL |
+//! | OpenSSL layer (feature `openssl`) | `tls::server`, `tls::client`, `tls` | contexts from PostgreSQL's and libpq's settings, session facts, reload |
+//! | I/O adapters | `io` (one shared driver), `io::blocking`, `io::tokio` (feature `tokio`) | the core and the TLS layer over real streams |
+//!
+//! Each layer uses only the ones below it. The crates whose types appear in the signatures are
+//! re-exported (`pgssl::openssl`, and `pgssl::tokio_openssl` with the `tokio` feature), so no
+//! version-matched dependency of your own is needed.
+//!
 //! # The call order
 //!
 //! Both negotiators follow one contract, in the manner of quinn-proto and str0m:
@@ -88,9 +100,14 @@ pub mod server;
 pub mod tls;
 pub mod wire;
 
+#[cfg(feature = "openssl")]
+pub use openssl;
+#[cfg(feature = "tokio")]
+pub use tokio_openssl;
+
 pub use channel::{Channel, HandshakeInfo, StartTls};
 pub use client::{ClientNegotiator, ClientOutcome, ClientOutput, SslMode, SslNegotiation};
-pub use error::{ClientError, DecodeError, ServerError};
+pub use error::{ClientError, DecodeError, ServerError, SettingsError};
 pub use server::{ServerNegotiator, ServerOutcome, ServerOutput, ServerPolicy};
 
 /// The README's examples, compiled and run as doc tests.

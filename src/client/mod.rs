@@ -35,7 +35,7 @@ pub use settings::{ClientSettings, SslMode, SslNegotiation};
 use log::debug;
 
 use crate::channel::{Channel, HandshakeInfo, StartTls};
-use crate::error::ClientError;
+use crate::error::{ClientError, SettingsError};
 use crate::wire::{ALPN_PROTOCOL, ErrorResponse, SSL_REQUEST, sqlstate};
 
 /// One connection of a connect.
@@ -105,7 +105,7 @@ pub struct ClientNegotiator {
 
 impl ClientNegotiator {
     /// A negotiator for `settings`, or libpq's error if the settings contradict each other.
-    pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
+    pub fn new(settings: ClientSettings) -> Result<Self, SettingsError> {
         let (mode, negotiation) = settings.resolve()?;
         Ok(Self::with_mode(mode, negotiation))
     }

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use crate::error::ClientError;
+use crate::error::SettingsError;
 
 /// libpq's `sslmode`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,13 +68,13 @@ impl SslMode {
 }
 
 impl FromStr for SslMode {
-    type Err = ClientError;
+    type Err = SettingsError;
 
-    fn from_str(s: &str) -> Result<Self, ClientError> {
+    fn from_str(s: &str) -> Result<Self, SettingsError> {
         SslMode::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| ClientError::InvalidSslMode {
+            .ok_or_else(|| SettingsError::InvalidSslMode {
                 value: s.to_owned(),
             })
     }
@@ -107,13 +107,13 @@ impl SslNegotiation {
 }
 
 impl FromStr for SslNegotiation {
-    type Err = ClientError;
+    type Err = SettingsError;
 
-    fn from_str(s: &str) -> Result<Self, ClientError> {
+    fn from_str(s: &str) -> Result<Self, SettingsError> {
         match s {
             "postgres" => Ok(SslNegotiation::Postgres),
             "direct" => Ok(SslNegotiation::Direct),
-            _ => Err(ClientError::InvalidSslNegotiation {
+            _ => Err(SettingsError::InvalidSslNegotiation {
                 value: s.to_owned(),
             }),
         }
@@ -163,17 +163,17 @@ impl ClientSettings {
     /// "weak sslmode \"%s\" may not be used with sslrootcert=system (use \"verify-full\")" and
     /// "weak sslmode \"%s\" may not be used with sslnegotiation=direct (use \"require\",
     /// \"verify-ca\", or \"verify-full\")".
-    pub fn resolve(&self) -> Result<(SslMode, SslNegotiation), ClientError> {
+    pub fn resolve(&self) -> Result<(SslMode, SslNegotiation), SettingsError> {
         let mode = match (self.sslmode, self.system_root) {
             (Some(m), true) if m != SslMode::VerifyFull => {
-                return Err(ClientError::WeakSslModeWithSystemRoot { mode: m.as_str() });
+                return Err(SettingsError::WeakSslModeWithSystemRoot { mode: m.as_str() });
             }
             (Some(m), _) => m,
             (None, true) => SslMode::VerifyFull,
             (None, false) => SslMode::Prefer,
         };
         if self.sslnegotiation == SslNegotiation::Direct && mode.allows_plaintext() {
-            return Err(ClientError::WeakSslModeWithDirect {
+            return Err(SettingsError::WeakSslModeWithDirect {
                 mode: mode.as_str(),
             });
         }

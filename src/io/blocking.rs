@@ -18,7 +18,7 @@ use super::error::{AuthFailure, CONNECT_TIMEOUT_MESSAGE, ConnectError, TIMEOUT_M
 use super::replay::Replay;
 use super::stream::{Inner, plaintext, present, stream, tls_stream};
 use crate::server::{ServerOutcome, ServerPolicy};
-use crate::tls::{ClientTls, ClientTlsConfig, ServerTls};
+use crate::tls::{ClientTlsConfig, ServerTls};
 
 tls_stream!(
     /// The TLS stream of the blocking adapter (OpenSSL's, over the socket). Reached through
@@ -409,7 +409,7 @@ fn run_plan<T>(
                 let r = c.read(d.input(max));
                 d.handle_read(r, c.is_tls());
             }
-            ClientStep::BuildTls => d.handle_tls_context(ClientTls::new(config)),
+            ClientStep::BuildTls(build) => d.handle_tls_context(build.run()),
             ClientStep::Handshake(ssl) => {
                 conn = client_handshake(&mut d, ssl, plaintext(conn.take())?);
             }

@@ -15,7 +15,7 @@ use openssl::ssl::{Ssl, SslRef};
 use super::error::{AuthFailure, ConnectError};
 use super::stream::{PgStream, TlsLayer};
 use crate::HandshakeInfo;
-use crate::client::{ClientNegotiator, ClientOutcome, ClientOutput};
+use crate::client::{ClientNegotiator, ClientOutcome, ClientOutput, SslMode, SslNegotiation};
 use crate::error::ClientError;
 use crate::tls::{ClientTls, ClientTlsConfig, ClientTlsError, SessionInfo};
 use crate::wire::{Decoded, ErrorResponse};
@@ -125,9 +125,9 @@ pub(crate) enum ClientStep<'a> {
     /// Read at most `max` bytes into [`ClientDriver::input`], then
     /// [`ClientDriver::handle_read`].
     Read { max: usize },
-    /// Build the client TLS context from the configuration's files (blocking work), then
-    /// [`ClientDriver::handle_tls_context`].
-    BuildTls,
+    /// Build the client TLS context from the configuration's files (blocking work:
+    /// [`TlsBuild::run`]), then [`ClientDriver::handle_tls_context`].
+    BuildTls(TlsBuild),
     /// Run the client handshake with `ssl` over the plaintext stream (nothing replayed), then
     /// [`ClientDriver::handshake_done`] or [`ClientDriver::handshake_failed`].
     Handshake(Ssl),
@@ -136,6 +136,20 @@ pub(crate) enum ClientStep<'a> {
     Authenticate,
     /// The connect is over: Ok only for a cancel request, which expects no reply.
     Done(Result<(), ConnectError>),
+}
+
+/// The client TLS context to build, for a configuration validated once by the driver.
+pub(crate) struct TlsBuild {
+    config: ClientTlsConfig,
+    mode: SslMode,
+    negotiation: SslNegotiation,
+}
+
+impl TlsBuild {
+    /// Reads the root certificate, the CRLs, the client certificate and its key.
+    pub(crate) fn run(self) -> Result<ClientTls, ClientTlsError> {
+        ClientTls::build(&self.config, self.mode, self.negotiation)
+    }
 }
 
 enum Phase {
@@ -156,6 +170,8 @@ enum Phase {
 /// One connect's plan, without I/O.
 pub(crate) struct ClientDriver<'c> {
     config: &'c ClientTlsConfig,
+    mode: SslMode,
+    negotiation: SslNegotiation,
     neg: ClientNegotiator,
     first: FirstPacket,
     timeout: Option<Duration>,
@@ -184,6 +200,8 @@ impl<'c> ClientDriver<'c> {
         let (mode, negotiation) = config.validate()?;
         Ok(ClientDriver {
             config,
+            mode,
+            negotiation,
             neg: ClientNegotiator::with_mode(mode, negotiation),
             first,
             // libpq: values below 2 s count as 2 s; 0 or none is no timeout.
@@ -276,7 +294,11 @@ impl<'c> ClientDriver<'c> {
             ClientOutput::NeedInput { .. } => Some(ClientStep::Read { max: REPLY_READ }),
             ClientOutput::StartTls(_) => {
                 let Some(tls) = &self.tls else {
-                    return Some(ClientStep::BuildTls);
+                    return Some(ClientStep::BuildTls(TlsBuild {
+                        config: self.config.clone(),
+                        mode: self.mode,
+                        negotiation: self.negotiation,
+                    }));
                 };
                 match tls.new_ssl() {
                     Ok(ssl) => Some(ClientStep::Handshake(ssl)),

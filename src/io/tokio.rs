@@ -54,7 +54,7 @@ use super::error::{AuthFailure, CONNECT_TIMEOUT_MESSAGE, ConnectError, TIMEOUT_M
 use super::replay::Replay;
 use super::stream::{Inner, plaintext, present, stream, tls_stream};
 use crate::server::{ServerOutcome, ServerPolicy};
-use crate::tls::{ClientTls, ClientTlsConfig, ServerTls};
+use crate::tls::{ClientTlsConfig, ServerTls};
 
 tls_stream!(
     /// The TLS stream of the tokio adapter (tokio-openssl's, over the socket). Reached through
@@ -310,7 +310,11 @@ async fn run_plan<T>(
                 let r = within(deadline, CONNECT_TIMEOUT_MESSAGE, c.read(d.input(max))).await;
                 d.handle_read(r.and_then(|r| r), tls);
             }
-            ClientStep::BuildTls => d.handle_tls_context(client_tls(config).await?),
+            ClientStep::BuildTls(build) => {
+                // Reads files: on the blocking pool, not on a runtime thread.
+                let built = ::tokio::task::spawn_blocking(move || build.run()).await;
+                d.handle_tls_context(built.map_err(io::Error::other)?);
+            }
             ClientStep::Handshake(ssl) => {
                 let raw = plaintext(conn.take())?;
                 let handshake = client_handshake(&mut d, ssl, raw);
@@ -359,17 +363,6 @@ async fn client_handshake(
             None
         }
     }
-}
-
-/// Builds the client TLS context on the blocking pool: it reads the root certificate, the
-/// CRLs, the client certificate and its key from files.
-async fn client_tls(
-    config: &ClientTlsConfig,
-) -> io::Result<Result<ClientTls, crate::tls::ClientTlsError>> {
-    let config = config.clone();
-    ::tokio::task::spawn_blocking(move || ClientTls::new(&config))
-        .await
-        .map_err(io::Error::other)
 }
 
 /// `f`, bounded by `deadline` when there is one ([`io::ErrorKind::TimedOut`] with `message`

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::conninfo::{ConninfoError, is_uri, parse_conninfo, parse_uri};
 use crate::client::{ClientSettings, SslMode, SslNegotiation};
-use crate::error::ClientError;
+use crate::error::SettingsError;
 use crate::tls::version::TlsVersion;
 
 /// libpq's `sslrootcert`: a file of trusted roots, or `system` for OpenSSL's default paths.
@@ -76,7 +76,7 @@ pub enum ClientConfigError {
     Conninfo(#[from] ConninfoError),
     /// An sslmode / sslnegotiation / sslrootcert problem.
     #[error(transparent)]
-    Settings(#[from] ClientError),
+    Settings(#[from] SettingsError),
     /// A bad value for an enumerated option.
     #[error("invalid {name} value: \"{value}\"")]
     InvalidValue {

@@ -248,8 +248,18 @@ impl ClientTls {
     /// certificate (or `system`), the CRLs (a missing CRL is ignored), the client certificate
     /// and key (a missing certificate means none), ALPN and the key log.
     pub fn new(config: &ClientTlsConfig) -> Result<ClientTls, ClientTlsError> {
-        crate::tls::openssl_conf::init();
         let (mode, negotiation) = config.validate()?;
+        ClientTls::build(config, mode, negotiation)
+    }
+
+    /// [`ClientTls::new`] for a configuration already validated into `mode` and
+    /// `negotiation` (the I/O driver validates once, before any connection).
+    pub(crate) fn build(
+        config: &ClientTlsConfig,
+        mode: SslMode,
+        negotiation: SslNegotiation,
+    ) -> Result<ClientTls, ClientTlsError> {
+        crate::tls::openssl_conf::init();
         let mut b = SslContextBuilder::new(SslMethod::tls_client())
             .map_err(ossl("could not create SSL context"))?;
         b.set_options(SslOptions::NO_COMPRESSION);
