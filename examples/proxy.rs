@@ -281,14 +281,12 @@ fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer
             mut stream,
             startup,
             session,
-            leftover,
             ..
         } => {
             if let Err(e) = session_main(
                 &front,
                 upstream,
                 &mut stream,
-                leftover,
                 &startup,
                 session,
                 Arrival {
@@ -317,7 +315,6 @@ fn session_main(
     front: &Frontend,
     upstream: &ClientTlsConfig,
     client: &mut PgStream<pgssl::io::blocking::Deadline<TcpStream>>,
-    leftover: Vec<u8>,
     startup: &pgssl::server::Startup,
     session: Option<SessionInfo>,
     Arrival { ip, deadline }: Arrival,
@@ -332,15 +329,15 @@ fn session_main(
     upstream.user = Some(user.clone());
     upstream.dbname = Some(db.clone());
     upstream.connect_timeout = Some(upstream_read_timeout(&upstream, deadline));
-    let mut cio = pgwire::Prefixed::new(leftover, &mut *client);
     let mut stop = None;
     let result = connect_with_startup(&upstream, startup.packet(), |up| {
-        relay_auth(&mut cio, up, deadline).map_err(|s| {
+        relay_auth(&mut *client, up, deadline).map_err(|s| {
             stop = Some(s);
             AuthFailure::Abort(io::Error::other("authentication relay stopped").into())
         })
     });
-    let pipelined = cio.rest();
+    // What the client sent behind its messages and the relay did not read: forwarded as is.
+    let pipelined = client.take_buffered();
     let (mut up, ()) = match (result, stop) {
         (Ok(c), _) => c,
         (Err(_), Some(stop)) => {

@@ -48,11 +48,11 @@ fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketA
             mut stream,
             startup,
             session,
-            leftover,
             ..
         } => {
-            let mut io = pgwire::Prefixed::new(leftover, &mut stream);
-            if let Err(e) = session_main(&front, backend, &mut io, &startup, session, peer.ip()) {
+            // Messages the client pipelined behind its StartupMessage are read first.
+            if let Err(e) = session_main(&front, backend, &mut stream, &startup, session, peer.ip())
+            {
                 log::info!("could not receive data from client: {e}");
             }
         }
@@ -84,7 +84,7 @@ type Stream = PgStream<pgssl::io::blocking::Deadline<TcpStream>>;
 fn session_main(
     front: &Frontend,
     backend: &Backend,
-    stream: &mut pgwire::Prefixed<'_, Stream>,
+    stream: &mut Stream,
     startup: &pgssl::server::Startup,
     session: Option<SessionInfo>,
     ip: IpAddr,
@@ -116,7 +116,7 @@ fn session_main(
         log::info!("connection authenticated: identity=\"{user}\" method=password");
     }
     // Authentication is over: PostgreSQL's authentication_timeout no longer applies.
-    stream.inner.clear_deadline()?;
+    stream.clear_deadline()?;
     let pid = backend.next_pid.fetch_add(1, Ordering::SeqCst);
     let mut key = [0u8; 4];
     openssl::rand::rand_bytes(&mut key).map_err(io::Error::other)?;

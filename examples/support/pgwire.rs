@@ -237,52 +237,6 @@ pub fn send<W: Write>(w: &mut W, buf: &BytesMut) -> io::Result<()> {
     w.flush()
 }
 
-/// A stream whose first bytes come from `prefix`: what the negotiation read past the
-/// StartupMessage (a client that pipelines), served before the socket's.
-pub struct Prefixed<'a, S> {
-    prefix: Vec<u8>,
-    pos: usize,
-    pub inner: &'a mut S,
-}
-
-impl<'a, S> Prefixed<'a, S> {
-    pub fn new(prefix: Vec<u8>, inner: &'a mut S) -> Self {
-        Prefixed {
-            prefix,
-            pos: 0,
-            inner,
-        }
-    }
-
-    /// The prefix bytes not read yet.
-    pub fn rest(&mut self) -> Vec<u8> {
-        let rest = self.prefix[self.pos..].to_vec();
-        self.pos = self.prefix.len();
-        rest
-    }
-}
-
-impl<S: Read> Read for Prefixed<'_, S> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos < self.prefix.len() {
-            let n = out.len().min(self.prefix.len() - self.pos);
-            out[..n].copy_from_slice(&self.prefix[self.pos..self.pos + n]);
-            self.pos += n;
-            return Ok(n);
-        }
-        self.inner.read(out)
-    }
-}
-
-impl<S: Write> Write for Prefixed<'_, S> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.inner.write(b)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// The values of a DataRow body as text (None: NULL); `None` when the body is shorter than
 /// its column count and lengths say, or longer (libpq: `insufficient data in "D" message`).
 pub fn parse_data_row(body: &[u8]) -> Option<Vec<Option<String>>> {

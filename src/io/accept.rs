@@ -19,15 +19,13 @@ pub enum Accepted<S, T> {
     /// A StartupMessage arrived; authenticate and serve over `stream`.
     #[non_exhaustive]
     Startup {
-        /// The negotiated stream.
+        /// The negotiated stream. Bytes the client sent behind its StartupMessage are read from
+        /// it first ([`PgStream::buffered`]).
         stream: PgStream<S, T>,
         /// The StartupMessage.
         startup: Startup,
         /// The TLS session's facts, when TLS is in use.
         session: Option<SessionInfo>,
-        /// Bytes received after the StartupMessage (empty for a client that waits for the
-        /// server's reply, as every client does): the first regular messages.
-        leftover: Vec<u8>,
     },
     /// A CancelRequest arrived (nothing has been sent back; a TLS stream was closed with
     /// close_notify).
@@ -196,9 +194,8 @@ impl<'t> ServerDriver<'t> {
                 let stream = stream.ok_or_else(|| io::Error::other("no stream"))?;
                 Accepted::Startup {
                     session: self.session,
-                    stream,
+                    stream: stream.with_buffered(self.pending),
                     startup,
-                    leftover: self.pending,
                 }
             }
             ServerOutcome::Cancel(c) => Accepted::Cancel(c),

@@ -550,7 +550,8 @@ impl<'c> ClientDriver<'c> {
             } else {
                 None
             },
-            stream,
+            // Bytes that came with an `N` reply beyond the first message: read first.
+            stream: stream.with_buffered(std::mem::take(&mut self.unread)),
             session,
             first_message,
             connections: self.neg.connections(),

@@ -4,23 +4,64 @@
 
 use std::io;
 
+/// Bytes already received that reads return before the stream's own.
+#[derive(Debug, Default)]
+pub(crate) struct ReadAhead {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ReadAhead {
+    pub(crate) fn new(buf: Vec<u8>) -> Self {
+        ReadAhead { buf, pos: 0 }
+    }
+
+    /// The bytes not read yet.
+    pub(crate) fn rest(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Takes the bytes not read yet.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.drain(..std::mem::take(&mut self.pos));
+        buf
+    }
+
+    /// Copies bytes not read yet into `out`; None once there are none (read the stream).
+    pub(crate) fn copy_to(&mut self, out: &mut [u8]) -> Option<usize> {
+        if self.pos == self.buf.len() || out.is_empty() {
+            return None;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            *self = ReadAhead::default();
+        }
+        Some(n)
+    }
+}
+
 /// `inner`, with `buf` read first. Writes go straight to `inner`.
 #[derive(Debug)]
 pub(crate) struct Replay<S> {
-    buf: Vec<u8>,
-    pos: usize,
+    ahead: ReadAhead,
     inner: S,
 }
 
 impl<S> Replay<S> {
     /// `inner`, with `buf` read first.
     pub(crate) fn new(buf: Vec<u8>, inner: S) -> Self {
-        Replay { buf, pos: 0, inner }
+        Replay {
+            ahead: ReadAhead::new(buf),
+            inner,
+        }
     }
 
     /// Replayed bytes not read yet (TLS must have consumed them all).
     pub(crate) fn unread(&self) -> usize {
-        self.buf.len() - self.pos
+        self.ahead.rest().len()
     }
 
     pub(crate) fn get_ref(&self) -> &S {
@@ -30,26 +71,11 @@ impl<S> Replay<S> {
     pub(crate) fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
-
-    /// Copies replayed bytes into `out`; None once the replay is used up (read the stream).
-    fn take_replayed(&mut self, out: &mut [u8]) -> Option<usize> {
-        if self.pos == self.buf.len() {
-            return None;
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        if self.pos == self.buf.len() {
-            self.buf = Vec::new();
-            self.pos = 0;
-        }
-        Some(n)
-    }
 }
 
 impl<S: io::Read> io::Read for Replay<S> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        match self.take_replayed(out) {
+        match self.ahead.copy_to(out) {
             Some(n) => Ok(n),
             None => self.inner.read(out),
         }
@@ -82,7 +108,7 @@ mod async_io {
             out: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             let this = self.get_mut();
-            match this.take_replayed(out.initialize_unfilled()) {
+            match this.ahead.copy_to(out.initialize_unfilled()) {
                 Some(n) => {
                     out.advance(n);
                     Poll::Ready(Ok(()))

@@ -4,6 +4,7 @@ use std::io;
 
 use openssl::ssl::SslRef;
 
+use super::replay::ReadAhead;
 use crate::tls::{SessionError, SessionInfo};
 
 mod sealed {
@@ -54,9 +55,14 @@ pub(crate) use tls_stream;
 /// the blocking adapter, `AsyncRead` and `AsyncWrite` from the tokio adapter). Opaque, as
 /// tokio-postgres's `MaybeTlsStream` is not: what the TLS stream is made of is not part of
 /// the API.
+///
+/// Bytes the peer sent behind its StartupMessage (a client that pipelines its first messages)
+/// were already received by the negotiation: reads return them first, so a codec or a relay
+/// put on the stream sees every byte in order ([`buffered`](PgStream::buffered) shows them).
 #[derive(Debug)]
 pub struct PgStream<S, T> {
     inner: Inner<S, T>,
+    ahead: ReadAhead,
 }
 
 #[derive(Debug)]
@@ -69,13 +75,34 @@ impl<S, T: TlsLayer<S>> PgStream<S, T> {
     pub(crate) fn plain(s: S) -> Self {
         PgStream {
             inner: Inner::Plain(s),
+            ahead: ReadAhead::default(),
         }
     }
 
     pub(crate) fn tls(t: T) -> Self {
         PgStream {
             inner: Inner::Tls(Box::new(t)),
+            ahead: ReadAhead::default(),
         }
+    }
+
+    /// `self`, with `bytes` (already received) read before the stream's own.
+    pub(crate) fn with_buffered(mut self, bytes: Vec<u8>) -> Self {
+        self.ahead = ReadAhead::new(bytes);
+        self
+    }
+
+    /// Bytes already received and not read yet, which the next reads return first (what a
+    /// client sent behind its StartupMessage). Empty for a client that waits for the server's
+    /// reply, as every client does.
+    pub fn buffered(&self) -> &[u8] {
+        self.ahead.rest()
+    }
+
+    /// Takes the [`buffered`](PgStream::buffered) bytes (a proxy forwards them upstream), so
+    /// that reads go to the stream at once.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.ahead.take()
     }
 
     pub(crate) fn inner_mut(&mut self) -> &mut Inner<S, T> {
@@ -120,6 +147,9 @@ impl<S, T: TlsLayer<S>> PgStream<S, T> {
 
 impl<S: io::Read, T: io::Read> io::Read for PgStream<S, T> {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        if let Some(n) = self.ahead.copy_to(b) {
+            return Ok(n);
+        }
         match &mut self.inner {
             Inner::Plain(s) => s.read(b),
             Inner::Tls(t) => t.read(b),
@@ -162,7 +192,12 @@ mod async_io {
             cx: &mut Context<'_>,
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
-            match &mut self.get_mut().inner {
+            let this = self.get_mut();
+            if let Some(n) = this.ahead.copy_to(buf.initialize_unfilled()) {
+                buf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match &mut this.inner {
                 Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
                 Inner::Tls(t) => Pin::new(&mut **t).poll_read(cx, buf),
             }

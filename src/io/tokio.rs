@@ -105,7 +105,8 @@ pub type Connected = super::Connected<TcpStream, TlsStream<TcpStream>>;
 /// SSLRequest or a GSSENCRequest sent in one go with more bytes is refused in plaintext with
 /// FATAL 08P01 "received unencrypted data after SSL request" (CVE-2021-23214), whether TLS is
 /// available or not, and no `S` or `N` is sent. What the negotiator leaves of them is a direct
-/// SSL ClientHello (replayed into OpenSSL) or the bytes after a StartupMessage (`leftover`).
+/// SSL ClientHello (replayed into OpenSSL) or the bytes after a StartupMessage (read first from
+/// the returned stream: [`PgStream::buffered`](super::PgStream::buffered)).
 ///
 /// `timeout` bounds the whole negotiation, TLS handshake and refusal included (PostgreSQL's
 /// `authentication_timeout` is 60 s): past it the negotiation is dropped, the stream with it,

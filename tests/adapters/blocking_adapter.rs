@@ -173,3 +173,37 @@ fn the_client_always_offers_alpn_postgresql() {
         }
     }
 }
+
+/// A client that pipelines a Query behind its StartupMessage: the negotiation received both,
+/// and the returned stream gives the Query first, then the socket's bytes, in order.
+#[test]
+fn bytes_pipelined_after_the_startup_message_are_read_first_from_the_stream() {
+    use std::io::Read;
+    let (server, mut client) = pair();
+    let mut b = bytes::BytesMut::new();
+    pgssl::wire::encode_startup_message(
+        &mut b,
+        pgssl::wire::ProtocolVersion::V3_0,
+        [("user", "u")],
+    );
+    let query = b"Q\0\0\0\x0dselect 1\0";
+    b.extend_from_slice(query);
+    client.write_all(&b).unwrap(); // one write: the bytes arrive together
+    std::thread::sleep(Duration::from_millis(50));
+    let mut stream = match pgssl::io::blocking::accept(server, ServerPolicy::new(), None).unwrap() {
+        Accepted::Startup {
+            stream, startup, ..
+        } => {
+            assert_eq!(startup.user(), Some(&b"u"[..]));
+            stream
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(stream.buffered(), query);
+    client.write_all(b"X\0\0\0\x04").unwrap();
+    let mut got = vec![0u8; query.len() + 5];
+    stream.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..query.len()], query);
+    assert_eq!(&got[query.len()..], b"X\0\0\0\x04");
+    assert!(stream.buffered().is_empty());
+}

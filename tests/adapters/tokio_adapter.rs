@@ -82,10 +82,12 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             mut stream,
             startup,
             session,
-            leftover,
             ..
         }) => {
-            assert!(leftover.is_empty(), "the client waits for the server");
+            assert!(
+                stream.buffered().is_empty(),
+                "the client waits for the server"
+            );
             let fatal = match answer {
                 Answer::Password => false,
                 Answer::Fatal => true,
@@ -571,10 +573,10 @@ async fn a_prompt_client_is_not_affected_by_the_deadline() {
     .unwrap()
     {
         Accepted::Startup {
-            startup, leftover, ..
+            startup, stream, ..
         } => {
             assert_eq!(startup.user_lossy(), "u");
-            assert!(leftover.is_empty());
+            assert!(stream.buffered().is_empty());
         }
         other => panic!("{other:?}"),
     }
