@@ -127,7 +127,7 @@ pub(crate) enum ClientStep<'a> {
     Read { max: usize },
     /// Build the client TLS context from the configuration's files (blocking work:
     /// [`TlsBuild::run`]), then [`ClientDriver::handle_tls_context`].
-    BuildTls(TlsBuild),
+    BuildTls(Box<TlsBuild>),
     /// Run the client handshake with `ssl` over the plaintext stream (nothing replayed), then
     /// [`ClientDriver::handshake_done`] or [`ClientDriver::handshake_failed`].
     Handshake(Ssl),
@@ -294,11 +294,11 @@ impl<'c> ClientDriver<'c> {
             ClientOutput::NeedInput { .. } => Some(ClientStep::Read { max: REPLY_READ }),
             ClientOutput::StartTls(_) => {
                 let Some(tls) = &self.tls else {
-                    return Some(ClientStep::BuildTls(TlsBuild {
+                    return Some(ClientStep::BuildTls(Box::new(TlsBuild {
                         config: self.config.clone(),
                         mode: self.mode,
                         negotiation: self.negotiation,
-                    }));
+                    })));
                 };
                 match tls.new_ssl() {
                     Ok(ssl) => Some(ClientStep::Handshake(ssl)),
