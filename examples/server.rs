@@ -228,13 +228,11 @@ fn query_loop<S: Read + Write>(stream: &mut S, session: &Option<SessionInfo>) ->
             b'H' => {}
             b'P' | b'B' | b'D' | b'E' | b'C' => {}
             other => {
-                let e = ErrorResponse {
-                    severity: pgssl::wire::Severity::Error,
-                    code: "0A000".into(),
-                    message: format!("unsupported frontend message type {}", other as char),
-                    detail: None,
-                    hint: None,
-                };
+                let e = ErrorResponse::new(
+                    pgssl::wire::Severity::Error,
+                    "0A000",
+                    format!("unsupported frontend message type {}", other as char),
+                );
                 e.encode(&mut out);
                 in_error = true;
             }

@@ -41,8 +41,11 @@ impl Severity {
     }
 }
 
-/// An ErrorResponse: severity, SQLSTATE, message, and the optional detail and hint.
+/// An ErrorResponse: severity, SQLSTATE, message, and the optional detail and hint. May grow
+/// fields (PostgreSQL has more): build one with [`fatal`](ErrorResponse::fatal) or
+/// [`new`](ErrorResponse::new).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ErrorResponse {
     /// The severity (`S` and `V`).
     pub severity: Severity,
@@ -57,15 +60,20 @@ pub struct ErrorResponse {
 }
 
 impl ErrorResponse {
-    /// A FATAL error with `code` and `message`.
-    pub fn fatal(code: &str, message: impl Into<String>) -> Self {
+    /// An error of `severity` with `code` and `message`.
+    pub fn new(severity: Severity, code: &str, message: impl Into<String>) -> Self {
         ErrorResponse {
-            severity: Severity::Fatal,
+            severity,
             code: code.to_owned(),
             message: message.into(),
             detail: None,
             hint: None,
         }
+    }
+
+    /// A FATAL error with `code` and `message`.
+    pub fn fatal(code: &str, message: impl Into<String>) -> Self {
+        ErrorResponse::new(Severity::Fatal, code, message)
     }
 
     /// The same error with a detail.
