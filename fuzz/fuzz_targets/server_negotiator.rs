@@ -125,7 +125,7 @@ fuzz_target!(|data: &[u8]| {
                 s.channel().is_tls() || h.policy.plaintext_allowed(),
                 "plaintext got through"
             );
-            assert!(!s.user().is_empty());
+            assert!(s.user().is_some_and(|u| !u.is_empty()));
             assert_eq!(
                 s.packet().len(),
                 u32::from_be_bytes(s.packet()[..4].try_into().unwrap()) as usize
