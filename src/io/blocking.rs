@@ -48,6 +48,8 @@ pub type Accepted<S> = super::Accepted<S, TlsStream<S>>;
 /// What [`connect`] returns: a TCP stream that keeps libpq's `connect_timeout` deadline until
 /// [`PgStream::clear_deadline`](super::PgStream::clear_deadline).
 pub type Connected = super::Connected<Deadline<TcpStream>, TlsStream<Deadline<TcpStream>>>;
+/// What [`negotiate_with`] hands over: the negotiated stream before any StartupMessage.
+pub type Negotiated = super::Negotiated<Deadline<TcpStream>, TlsStream<Deadline<TcpStream>>>;
 
 /// Streams whose reads can be given a timeout (what a deadline needs).
 pub trait ReadTimeout {
@@ -355,7 +357,8 @@ pub fn connect_with<T>(
     config: &ClientTlsConfig,
     authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
-    run_plan(config, startup_message(config), authenticate)?.ok_or_else(no_connection)
+    let on_ready = authenticating(authenticate);
+    run_plan(config, startup_message(config), on_ready)?.ok_or_else(no_connection)
 }
 
 /// [`connect_with`] sending `startup` (a whole StartupMessage, e.g. a proxy's client's)
@@ -366,27 +369,70 @@ pub fn connect_with_startup<T>(
     authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
     let first = FirstPacket::Startup(bytes::Bytes::copy_from_slice(startup));
-    run_plan(config, first, authenticate)?.ok_or_else(no_connection)
+    run_plan(config, first, authenticating(authenticate))?.ok_or_else(no_connection)
+}
+
+/// Runs libpq's attempt plan up to the StartupMessage and hands each negotiated connection to
+/// `start_up`, which sends its own StartupMessage and authenticates (a client library's own
+/// start-up code). Returning [`AuthFailure::Server`] with the server's ErrorResponse lets the
+/// plan fall back to the next method over a new connection, as libpq does; `Ok` ends the
+/// connect with the callback's result.
+pub fn negotiate_with<T>(
+    config: &ClientTlsConfig,
+    mut start_up: impl FnMut(Negotiated) -> Result<T, AuthFailure>,
+) -> Result<T, ConnectError> {
+    let on_ready = |d: &mut ClientDriver<'_>, s: PgStream<Deadline<TcpStream>>| match start_up(
+        d.negotiated(s)?,
+    ) {
+        Ok(t) => Ok(Some(t)),
+        Err(failure) => {
+            d.handle_auth_failure(failure);
+            Ok(None)
+        }
+    };
+    run_plan(config, FirstPacket::HandOver, on_ready)?.ok_or_else(no_connection)
 }
 
 /// Sends a CancelRequest for backend `pid` with `key`, over a connection negotiated as the
 /// configuration says (PostgreSQL 17's libpq encrypts cancel requests the same way). Nothing
 /// is read back: the server answers a cancel request by closing.
 pub fn send_cancel(config: &ClientTlsConfig, pid: u32, key: &[u8]) -> Result<(), ConnectError> {
-    run_plan(config, cancel_request(pid, key), |_| Ok(())).map(|_| ())
+    let on_ready = |_: &mut ClientDriver<'_>, _: PgStream<Deadline<TcpStream>>| Ok(Some(()));
+    run_plan(config, cancel_request(pid, key), on_ready).map(|_| ())
 }
 
 fn no_connection() -> ConnectError {
     io::Error::other("the connect ended without a connection").into()
 }
 
-/// The attempt plan: Some with the connection and the callback's result, None once a cancel
+/// The host's authentication as what [`run_plan`] calls once a connection is ready.
+fn authenticating<T>(
+    mut authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
+) -> impl FnMut(&mut ClientDriver<'_>, PgStream<Deadline<TcpStream>>) -> ReadyResult<(Connected, T)>
+{
+    move |d, s| {
+        let mut connected = d.connected(s)?;
+        match authenticate(&mut connected) {
+            Ok(t) => Ok(Some((connected, t))),
+            Err(failure) => {
+                d.handle_auth_failure(failure);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// What the host made of a ready connection: Some to end the connect, None to go on with the
+/// plan (the failure was reported to the driver).
+type ReadyResult<R> = Result<Option<R>, ConnectError>;
+
+/// The attempt plan: Some with what `on_ready` made of a ready connection, None once a cancel
 /// request was sent.
-fn run_plan<T>(
+fn run_plan<R>(
     config: &ClientTlsConfig,
     first: FirstPacket,
-    mut authenticate: impl FnMut(&mut Connected) -> Result<T, AuthFailure>,
-) -> Result<Option<(Connected, T)>, ConnectError> {
+    mut on_ready: impl FnMut(&mut ClientDriver<'_>, PgStream<Deadline<TcpStream>>) -> ReadyResult<R>,
+) -> Result<Option<R>, ConnectError> {
     let mut d = ClientDriver::new(config, first)?;
     let mut conn: Option<PgStream<Deadline<TcpStream>>> = None;
     loop {
@@ -413,11 +459,9 @@ fn run_plan<T>(
             ClientStep::Handshake(ssl) => {
                 conn = client_handshake(&mut d, ssl, plaintext(conn.take())?);
             }
-            ClientStep::Authenticate => {
-                let mut connected = d.connected(stream(conn.take())?)?;
-                match authenticate(&mut connected) {
-                    Ok(t) => return Ok(Some((connected, t))),
-                    Err(failure) => d.handle_auth_failure(failure),
+            ClientStep::Authenticate | ClientStep::HandOver => {
+                if let Some(r) = on_ready(&mut d, stream(conn.take())?)? {
+                    return Ok(Some(r));
                 }
             }
             ClientStep::Done(result) => return result.map(|()| None),

@@ -85,6 +85,26 @@ pub(crate) enum FirstPacket {
     Startup(Bytes),
     /// A CancelRequest: nothing is read back.
     Cancel(Bytes),
+    /// Nothing: the stream is handed to the host, which sends its own StartupMessage.
+    HandOver,
+}
+
+/// A connection that libpq's plan negotiated, before any StartupMessage: handed to a host that
+/// runs the start-up and authentication itself (tokio-postgres's `connect_raw`, a pooler's own
+/// protocol code). If the server refuses it, the host reports the ErrorResponse and libpq's
+/// plan may try the next method over a new connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Negotiated<S, T> {
+    /// The stream, TLS or plaintext as the sslmode decided, positioned before the
+    /// StartupMessage.
+    pub stream: PgStream<S, T>,
+    /// The TLS session's facts, when TLS is in use.
+    pub session: Option<SessionInfo>,
+    /// How many connections the plan made (2 after a fallback).
+    pub connections: u32,
+    /// The client TLS setup, for later checks (`sslcertmode`, channel binding).
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 /// The StartupMessage for `config`: `user` (the OS user by default, as libpq), `database` and
@@ -134,6 +154,10 @@ pub(crate) enum ClientStep<'a> {
     /// The stream is ready for authentication: [`ClientDriver::connected`], the host's
     /// callback, and [`ClientDriver::handle_auth_failure`] if the server refused.
     Authenticate,
+    /// The negotiated stream goes to the host before any StartupMessage:
+    /// [`ClientDriver::negotiated`], the host's callback, and
+    /// [`ClientDriver::handle_auth_failure`] if the server refused.
+    HandOver,
     /// The connect is over: Ok only for a cancel request, which expects no reply.
     Done(Result<(), ConnectError>),
 }
@@ -163,6 +187,8 @@ enum Phase {
     ReadFirst(Option<io::Error>),
     /// Waiting for the host's authentication.
     Authenticate,
+    /// The stream is the host's, before any StartupMessage.
+    HandOver,
     /// Finished.
     Done(Option<Result<(), ConnectError>>),
 }
@@ -234,11 +260,14 @@ impl<'c> ClientDriver<'c> {
             match &mut self.phase {
                 Phase::Done(result) => return ClientStep::Done(result.take().unwrap_or(Ok(()))),
                 Phase::Authenticate => return ClientStep::Authenticate,
+                Phase::HandOver => return ClientStep::HandOver,
                 Phase::Connecting => return self.connect_step(),
-                Phase::SendFirst => {
-                    let (FirstPacket::Startup(bytes) | FirstPacket::Cancel(bytes)) = &self.first;
-                    return ClientStep::Write(bytes.clone());
-                }
+                Phase::SendFirst => match &self.first {
+                    FirstPacket::Startup(bytes) | FirstPacket::Cancel(bytes) => {
+                        return ClientStep::Write(bytes.clone());
+                    }
+                    FirstPacket::HandOver => self.phase = Phase::HandOver,
+                },
                 Phase::ReadFirst(_) => {
                     if let Some(max) = self.read_first() {
                         return ClientStep::Read { max };
@@ -427,7 +456,7 @@ impl<'c> ClientDriver<'c> {
             (Ok(()), Phase::SendFirst) => {
                 self.phase = match self.first {
                     FirstPacket::Startup(_) => Phase::ReadFirst(None),
-                    FirstPacket::Cancel(_) => Phase::Done(Some(Ok(()))),
+                    FirstPacket::Cancel(_) | FirstPacket::HandOver => Phase::Done(Some(Ok(()))),
                 };
             }
             // Like libpq, read on after a failed write of the StartupMessage: the reason is
@@ -435,7 +464,9 @@ impl<'c> ClientDriver<'c> {
             (Err(e), Phase::SendFirst) if !self.is_timeout(&e) => {
                 self.phase = match self.first {
                     FirstPacket::Startup(_) => Phase::ReadFirst(Some(e)),
-                    FirstPacket::Cancel(_) => Phase::Done(Some(Err(e.into()))),
+                    FirstPacket::Cancel(_) | FirstPacket::HandOver => {
+                        Phase::Done(Some(Err(e.into())))
+                    }
                 };
             }
             (Ok(()), _) => {}
@@ -554,6 +585,24 @@ impl<'c> ClientDriver<'c> {
             stream: stream.with_buffered(std::mem::take(&mut self.unread)),
             session,
             first_message,
+            connections: self.neg.connections(),
+        })
+    }
+
+    /// The negotiated connection, for the host's own start-up.
+    pub(crate) fn negotiated<S, T: TlsLayer<S>>(
+        &mut self,
+        stream: PgStream<S, T>,
+    ) -> Result<Negotiated<S, T>, ConnectError> {
+        let session = stream.session_info().transpose()?;
+        Ok(Negotiated {
+            tls: if stream.is_tls() {
+                self.tls.clone()
+            } else {
+                None
+            },
+            stream,
+            session,
             connections: self.neg.connections(),
         })
     }

@@ -21,6 +21,6 @@ mod stream;
 pub mod tokio;
 
 pub use accept::Accepted;
-pub use connect::{Connected, FirstMessage};
+pub use connect::{Connected, FirstMessage, Negotiated};
 pub use error::{AuthFailure, CONNECT_TIMEOUT_MESSAGE, ConnectError, TIMEOUT_MESSAGE};
 pub use stream::{PgStream, TlsLayer};

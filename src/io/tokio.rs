@@ -93,6 +93,8 @@ pub type PgStream<S> = super::PgStream<S, TlsStream<S>>;
 pub type Accepted<S> = super::Accepted<S, TlsStream<S>>;
 /// What [`connect`] returns.
 pub type Connected = super::Connected<TcpStream, TlsStream<TcpStream>>;
+/// What [`negotiate_with`] hands over: the negotiated stream before any StartupMessage.
+pub type Negotiated = super::Negotiated<TcpStream, TlsStream<TcpStream>>;
 
 /// Runs the server side of the negotiation over `stream`, with the same decisions as
 /// [`blocking::accept`](super::blocking::accept). TLS is available exactly when `tls` is
@@ -238,7 +240,8 @@ pub async fn connect_with<T>(
     config: &ClientTlsConfig,
     authenticate: impl AsyncFnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
-    run_plan(config, startup_message(config), authenticate)
+    let on_ready = Authenticating(authenticate);
+    run_plan(config, startup_message(config), on_ready)
         .await?
         .ok_or_else(no_connection)
 }
@@ -250,7 +253,20 @@ pub async fn connect_with_startup<T>(
     authenticate: impl AsyncFnMut(&mut Connected) -> Result<T, AuthFailure>,
 ) -> Result<(Connected, T), ConnectError> {
     let first = FirstPacket::Startup(bytes::Bytes::copy_from_slice(startup));
-    run_plan(config, first, authenticate)
+    run_plan(config, first, Authenticating(authenticate))
+        .await?
+        .ok_or_else(no_connection)
+}
+
+/// Runs libpq's attempt plan up to the StartupMessage and hands each negotiated connection to
+/// `start_up`, as [`blocking::negotiate_with`](super::blocking::negotiate_with): the host's own
+/// start-up code (tokio-postgres's `connect_raw`, say) sends the StartupMessage and
+/// authenticates; [`AuthFailure::Server`] lets the plan fall back to the next method.
+pub async fn negotiate_with<T>(
+    config: &ClientTlsConfig,
+    start_up: impl AsyncFnMut(Negotiated) -> Result<T, AuthFailure>,
+) -> Result<T, ConnectError> {
+    run_plan(config, FirstPacket::HandOver, HandingOver(start_up))
         .await?
         .ok_or_else(no_connection)
 }
@@ -262,11 +278,7 @@ pub async fn send_cancel(
     pid: u32,
     key: &[u8],
 ) -> Result<(), ConnectError> {
-    let plan = run_plan(
-        config,
-        cancel_request(pid, key),
-        async |_: &mut Connected| Ok(()),
-    );
+    let plan = run_plan(config, cancel_request(pid, key), Cancelling);
     plan.await.map(|_| ())
 }
 
@@ -274,13 +286,80 @@ fn no_connection() -> ConnectError {
     io::Error::other("the connect ended without a connection").into()
 }
 
-/// The attempt plan: Some with the connection and the callback's result, None once a cancel
+/// What the host made of a ready connection: Some to end the connect, None to go on with the
+/// plan (the failure was reported to the driver).
+type ReadyResult<R> = Result<Option<R>, ConnectError>;
+
+/// What [`run_plan`] does with a connection once the driver says it is ready. (A trait with
+/// concrete implementations rather than a returned async closure, so that the connect's future
+/// stays `Send` where the host's callback is.)
+trait OnReady {
+    type Output;
+    async fn ready(
+        &mut self,
+        d: &mut ClientDriver<'_>,
+        s: PgStream<TcpStream>,
+    ) -> ReadyResult<Self::Output>;
+}
+
+/// The host's authentication after pgssl's StartupMessage ([`connect_with`]).
+struct Authenticating<F>(F);
+
+impl<T, F: AsyncFnMut(&mut Connected) -> Result<T, AuthFailure>> OnReady for Authenticating<F> {
+    type Output = (Connected, T);
+
+    async fn ready(
+        &mut self,
+        d: &mut ClientDriver<'_>,
+        s: PgStream<TcpStream>,
+    ) -> ReadyResult<(Connected, T)> {
+        let mut connected = d.connected(s)?;
+        match (self.0)(&mut connected).await {
+            Ok(t) => Ok(Some((connected, t))),
+            Err(failure) => {
+                d.handle_auth_failure(failure);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The host's own start-up ([`negotiate_with`]).
+struct HandingOver<F>(F);
+
+impl<T, F: AsyncFnMut(Negotiated) -> Result<T, AuthFailure>> OnReady for HandingOver<F> {
+    type Output = T;
+
+    async fn ready(&mut self, d: &mut ClientDriver<'_>, s: PgStream<TcpStream>) -> ReadyResult<T> {
+        let negotiated = d.negotiated(s)?;
+        match (self.0)(negotiated).await {
+            Ok(t) => Ok(Some(t)),
+            Err(failure) => {
+                d.handle_auth_failure(failure);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// A cancel request: sent, nothing to do ([`send_cancel`]).
+struct Cancelling;
+
+impl OnReady for Cancelling {
+    type Output = ();
+
+    async fn ready(&mut self, _: &mut ClientDriver<'_>, _: PgStream<TcpStream>) -> ReadyResult<()> {
+        Ok(Some(()))
+    }
+}
+
+/// The attempt plan: Some with what `on_ready` made of a ready connection, None once a cancel
 /// request was sent.
-async fn run_plan<T>(
+async fn run_plan<H: OnReady>(
     config: &ClientTlsConfig,
     first: FirstPacket,
-    mut authenticate: impl AsyncFnMut(&mut Connected) -> Result<T, AuthFailure>,
-) -> Result<Option<(Connected, T)>, ConnectError> {
+    mut on_ready: H,
+) -> Result<Option<H::Output>, ConnectError> {
     let mut d = ClientDriver::new(config, first)?;
     let mut conn: Option<PgStream<TcpStream>> = None;
     loop {
@@ -324,16 +403,14 @@ async fn run_plan<T>(
                     Err(_) => d.timed_out(),
                 }
             }
-            ClientStep::Authenticate => {
-                let mut connected = d.connected(stream(conn.take())?)?;
-                let auth = within(
-                    deadline,
-                    CONNECT_TIMEOUT_MESSAGE,
-                    authenticate(&mut connected),
-                );
-                match auth.await {
-                    Ok(Ok(t)) => return Ok(Some((connected, t))),
-                    Ok(Err(failure)) => d.handle_auth_failure(failure),
+            ClientStep::Authenticate | ClientStep::HandOver => {
+                let ready = on_ready.ready(&mut d, stream(conn.take())?);
+                match within(deadline, CONNECT_TIMEOUT_MESSAGE, ready).await {
+                    Ok(r) => {
+                        if let Some(r) = r? {
+                            return Ok(Some(r));
+                        }
+                    }
                     Err(_) => d.timed_out(),
                 }
             }

@@ -9,5 +9,6 @@ pub mod support;
 
 mod blocking_adapter;
 mod examples;
+mod hand_over;
 mod hostile_server;
 mod tokio_adapter;
