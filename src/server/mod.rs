@@ -101,6 +101,10 @@ impl ServerNegotiator {
                 max: self.buf.wanted(),
             },
             State::AwaitTls { direct } => ServerOutput::StartTls(StartTls { direct: *direct }),
+            // A Cancel is copied straight into the output (it is `Copy`, and large).
+            State::Finished(ServerOutcome::Cancel(c)) => {
+                ServerOutput::Done(ServerOutcome::Cancel(*c))
+            }
             State::Finished(outcome) => ServerOutput::Done(outcome.clone()),
         }
     }
@@ -421,6 +425,7 @@ impl ServerNegotiator {
         self.finish(ServerOutcome::Refuse(Refusal::new(error, channel)));
     }
 
+    #[inline]
     fn finish(&mut self, outcome: ServerOutcome) {
         self.buf.clear();
         self.state = State::Finished(outcome);

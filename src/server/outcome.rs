@@ -178,6 +178,7 @@ pub struct Cancel {
 }
 
 impl Cancel {
+    #[inline]
     pub(crate) fn new(pid: u32, key: &[u8], channel: Channel) -> Self {
         let mut k = [0; MAX_CANCEL_KEY_LEN];
         k[..key.len()].copy_from_slice(key);

@@ -85,6 +85,7 @@ pub mod sqlstate {
     pub const INVALID_PASSWORD: &str = "28P01";
 }
 
+#[inline]
 pub(crate) fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }

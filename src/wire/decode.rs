@@ -73,6 +73,7 @@ pub fn decode_initial(
 }
 
 /// Checks a packet's length word and returns the packet's length in bytes.
+#[inline]
 pub(crate) fn check_length(len: u32) -> Result<usize, DecodeError> {
     let len = len as usize;
     if (MIN_PACKET_LEN..=MAX_PACKET_LEN).contains(&len) {
