@@ -105,6 +105,17 @@ impl<S, T: TlsLayer<S>> PgStream<S, T> {
         self.ahead.take()
     }
 
+    /// Puts `startup` back in front of the [`buffered`](PgStream::buffered) bytes: the stream
+    /// then reads from the StartupMessage on, as if no negotiation had read it. The way to hand
+    /// a negotiated connection to a wire-protocol library that reads the StartupMessage itself
+    /// (pgwire, say): TLS (or plaintext) is already settled, the library sees the protocol from
+    /// its first message.
+    pub fn unread_startup(&mut self, startup: &crate::server::Startup) {
+        let mut bytes = startup.packet().to_vec();
+        bytes.extend_from_slice(self.ahead.rest());
+        self.ahead = ReadAhead::new(bytes);
+    }
+
     pub(crate) fn inner_mut(&mut self) -> &mut Inner<S, T> {
         &mut self.inner
     }

@@ -200,6 +200,12 @@ impl Cancel {
         &self.key[..self.key_len as usize]
     }
 
+    /// The key as the `i32` that protocol 3.0 clients send (and tokio-postgres and pgwire keep
+    /// for it), for a 4-byte key; None for the longer keys of protocol 3.2.
+    pub fn key_i32(&self) -> Option<i32> {
+        <[u8; 4]>::try_from(self.key()).ok().map(i32::from_be_bytes)
+    }
+
     /// The channel it arrived on.
     pub fn channel(&self) -> Channel {
         self.channel

@@ -207,3 +207,34 @@ fn bytes_pipelined_after_the_startup_message_are_read_first_from_the_stream() {
     assert_eq!(&got[query.len()..], b"X\0\0\0\x04");
     assert!(stream.buffered().is_empty());
 }
+
+/// `unread_startup` positions the stream at the StartupMessage again, the pipelined bytes after
+/// it: what a wire library that reads the StartupMessage itself needs.
+#[test]
+fn unread_startup_hands_over_the_stream_from_the_startup_message_on() {
+    use std::io::Read;
+    let (server, mut client) = pair();
+    let mut startup = bytes::BytesMut::new();
+    pgssl::wire::encode_startup_message(
+        &mut startup,
+        pgssl::wire::ProtocolVersion::V3_0,
+        [("user", "u")],
+    );
+    let query = b"Q\0\0\0\x0dselect 1\0";
+    client.write_all(&[&startup[..], query].concat()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut stream = match pgssl::io::blocking::accept(server, ServerPolicy::new(), None).unwrap() {
+        Accepted::Startup {
+            mut stream,
+            startup,
+            ..
+        } => {
+            stream.unread_startup(&startup);
+            stream
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut got = vec![0u8; startup.len() + query.len()];
+    stream.read_exact(&mut got).unwrap();
+    assert_eq!(got, [&startup[..], query].concat());
+}

@@ -255,6 +255,7 @@ fn cancel_request_in_plaintext_is_never_answered() {
                 (c.pid(), c.key(), c.channel()),
                 (4242, &[1, 2, 3, 4][..], Channel::Plaintext)
             );
+            assert_eq!(c.key_i32(), Some(0x0102_0304));
         }
         other => panic!("{other:?}"),
     }
@@ -273,6 +274,7 @@ fn cancel_request_with_a_protocol_3_2_key_inside_tls() {
     match last(&out) {
         ServerOutput::Done(ServerOutcome::Cancel(c)) => {
             assert_eq!(c.key(), &key[..]);
+            assert_eq!(c.key_i32(), None, "a 3.2 key is not an i32");
             assert_eq!(c.channel(), Channel::Tls { direct: false });
         }
         other => panic!("{other:?}"),
