@@ -217,6 +217,16 @@ fn agree(pgssl: &Outcome, psql: &Outcome) -> Result<Option<String>, String> {
                     )));
                 }
             }
+            // OpenSSL 3.2 renamed the alert reasons ("sslv3 alert …" became "ssl/tls alert …"):
+            // pgssl built with `vendored` (a newer OpenSSL) words them so, psql on the system's
+            // OpenSSL 3.0 the old way. Both pass OpenSSL's text through unchanged.
+            if let Some(alert) = line.strip_prefix("SSL error: ssl/tls alert ") {
+                if l.contains(&format!("SSL error: sslv3 alert {alert}")) {
+                    return Ok(Some(format!(
+                        "the linked OpenSSL says \"ssl/tls alert {alert}\", psql's (3.0) \"sslv3 alert {alert}\""
+                    )));
+                }
+            }
             // libpq 16+ quotes the parameter name (`invalid "ssl_min_protocol_version" value:
             // "x"`), as pgssl does; libpq 15 wrote `invalid ssl_min_protocol_version value: "x"`.
             if let Some((name, rest)) = line
