@@ -386,3 +386,48 @@ impl From<SessionError> for TlsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerCertificate {
+        PeerCertificate {
+            cn: Some("ssltestuser".to_owned()),
+            cn_has_nul: false,
+            dn: "CN=ssltestuser".to_owned(),
+            dn_has_nul: false,
+            subject: "/CN=ssltestuser".to_owned(),
+            serial: "42".to_owned(),
+            issuer: "/CN=Test CA".to_owned(),
+            verified: true,
+        }
+    }
+
+    #[test]
+    fn metadata_has_only_the_facts_there_are_under_the_stable_keys() {
+        let s = SessionInfo::new(TlsVersion::Tls1_3, "TLS_AES_256_GCM_SHA384", 256);
+        assert_eq!(
+            s.metadata(),
+            [
+                ("ssl_version", "TLSv1.3".to_owned()),
+                ("ssl_cipher", "TLS_AES_256_GCM_SHA384".to_owned()),
+                ("ssl_bits", "256".to_owned()),
+            ]
+        );
+        let mut s = s.with_peer(peer());
+        s.alpn = Some(b"postgresql".to_vec());
+        s.sni = Some("db.example".to_owned());
+        let m = s.metadata();
+        let keys: Vec<&str> = m.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, METADATA_KEYS[..10]);
+        let get = |k: &str| m.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("ssl_alpn"), Some("postgresql"));
+        assert_eq!(get("ssl_sni"), Some("db.example"));
+        assert_eq!(get("ssl_client_cn"), Some("ssltestuser"));
+        assert_eq!(get("ssl_client_dn"), Some("/CN=ssltestuser"));
+        assert_eq!(get("ssl_client_dn_rfc2253"), Some("CN=ssltestuser"));
+        assert_eq!(get("ssl_client_serial"), Some("42"));
+        assert_eq!(get("ssl_issuer_dn"), Some("/CN=Test CA"));
+    }
+}
