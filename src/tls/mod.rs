@@ -41,7 +41,7 @@ pub use server::{
     parse_hosts,
 };
 pub use session::{
-    PeerCertificate, SessionError, SessionInfo, peer_end_point, server_end_point,
-    tls_server_end_point,
+    METADATA_KEYS, PeerCertificate, SessionError, SessionInfo, peer_end_point, server_end_point,
+    server_end_point_metadata, tls_server_end_point,
 };
 pub use version::TlsVersion;

@@ -9,6 +9,8 @@ use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
 use super::error::{Reason, TlsError};
 use super::ffi;
 use super::version::TlsVersion;
+use crate::server::Startup;
+use crate::wire::ErrorResponse;
 
 /// Why a session's facts could not be read, or why PostgreSQL refuses a client's names.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -183,6 +185,110 @@ impl SessionInfo {
     }
 }
 
+/// The keys of [`SessionInfo::metadata`] (and of [`server_end_point_metadata`]), for a
+/// wire-protocol library's per-connection string map (pgwire's `ClientInfo::metadata_mut`).
+/// Stable: named after pg_stat_ssl's columns, each with an `ssl_` prefix.
+pub const METADATA_KEYS: [&str; 11] = [
+    "ssl_version",
+    "ssl_cipher",
+    "ssl_bits",
+    "ssl_alpn",
+    "ssl_sni",
+    "ssl_client_cn",
+    "ssl_client_dn",
+    "ssl_client_dn_rfc2253",
+    "ssl_client_serial",
+    "ssl_issuer_dn",
+    "ssl_server_end_point",
+];
+
+impl SessionInfo {
+    /// The session's facts as `(key, value)` text pairs, for a wire-protocol library's
+    /// per-connection metadata (pgwire keeps a `HashMap<String, String>`; it has no TLS facts
+    /// of its own when pgssl runs TLS). Only the facts there are, in this order:
+    ///
+    /// | key | value |
+    /// |---|---|
+    /// | `ssl_version` | pg_stat_ssl's `version` (`TLSv1.3`) |
+    /// | `ssl_cipher` | pg_stat_ssl's `cipher` (`TLS_AES_256_GCM_SHA384`) |
+    /// | `ssl_bits` | pg_stat_ssl's `bits` (`256`) |
+    /// | `ssl_alpn` | the ALPN protocol (`postgresql`), if one was negotiated |
+    /// | `ssl_sni` | the SNI host name, if the client sent one |
+    /// | `ssl_client_cn` | the client certificate's CN (what `clientname=CN` compares) |
+    /// | `ssl_client_dn` | pg_stat_ssl's `client_dn` (`/CN=ssltestuser`) |
+    /// | `ssl_client_dn_rfc2253` | the DN in RFC 2253 form (what `clientname=DN` compares) |
+    /// | `ssl_client_serial` | pg_stat_ssl's `client_serial`, in decimal |
+    /// | `ssl_issuer_dn` | pg_stat_ssl's `issuer_dn` |
+    ///
+    /// The `ssl_client_*` and `ssl_issuer_dn` keys are there when the client presented a
+    /// certificate; as with PostgreSQL, a certificate is only accepted once its chain has
+    /// verified, so their presence means a verified certificate on a server whose identity
+    /// has a CA store ([`ca_loaded`](Self::ca_loaded)). The channel-binding data needs the
+    /// session itself: [`server_end_point_metadata`].
+    ///
+    /// A client can send a StartupMessage parameter with any name, and a library that copies
+    /// the StartupMessage's parameters into the same map (pgwire does) lets it overwrite
+    /// these: refuse such a StartupMessage first, with
+    /// [`check_startup_parameters`](Self::check_startup_parameters).
+    pub fn metadata(&self) -> Vec<(&'static str, String)> {
+        let mut m = vec![
+            ("ssl_version", self.version.to_string()),
+            ("ssl_cipher", self.cipher.clone()),
+            ("ssl_bits", self.bits.to_string()),
+        ];
+        if let Some(alpn) = &self.alpn {
+            m.push(("ssl_alpn", String::from_utf8_lossy(alpn).into_owned()));
+        }
+        if let Some(sni) = &self.sni {
+            m.push(("ssl_sni", sni.clone()));
+        }
+        if let Some(p) = &self.peer {
+            if let Some(cn) = &p.cn {
+                m.push(("ssl_client_cn", cn.clone()));
+            }
+            m.push(("ssl_client_dn", p.subject.clone()));
+            m.push(("ssl_client_dn_rfc2253", p.dn.clone()));
+            m.push(("ssl_client_serial", p.serial.clone()));
+            m.push(("ssl_issuer_dn", p.issuer.clone()));
+        }
+        m
+    }
+
+    /// Refuses a StartupMessage that sets a parameter named like one of [`METADATA_KEYS`], as
+    /// PostgreSQL refuses a parameter it does not know: FATAL 42704 `unrecognized
+    /// configuration parameter "ssl_version"`. Call it on every connection, TLS or not, before
+    /// handing it to a library that copies the StartupMessage's parameters into the map that
+    /// holds [`metadata`](Self::metadata): otherwise a plaintext client could claim a TLS
+    /// session, or a TLS client a certificate it does not have.
+    pub fn check_startup_parameters(startup: &Startup) -> Result<(), ErrorResponse> {
+        let message = startup.message();
+        match message
+            .parameters()
+            .find(|p| METADATA_KEYS.iter().any(|k| k.as_bytes() == p.name))
+        {
+            Some(p) => Err(ErrorResponse::fatal(
+                "42704",
+                format!(
+                    "unrecognized configuration parameter \"{}\"",
+                    String::from_utf8_lossy(p.name)
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The session's tls-server-end-point channel-binding data (server side), as
+/// `("ssl_server_end_point", base64)`: the form SCRAM-SHA-256-PLUS compares (pgwire's SCRAM
+/// authenticator keeps it base64-encoded too). None when the server certificate's signature
+/// has no digest (Ed25519, Ed448) or there is no certificate: then PLUS must not be offered,
+/// as PostgreSQL does not offer it.
+pub fn server_end_point_metadata(ssl: &SslRef) -> Option<(&'static str, String)> {
+    server_end_point(ssl)
+        .ok()
+        .map(|h| ("ssl_server_end_point", openssl::base64::encode_block(&h)))
+}
+
 impl PeerCertificate {
     /// Reads a certificate's names and serial as PostgreSQL does. It does not fail on NUL
     /// bytes in the names: they are flagged instead.
@@ -278,5 +384,50 @@ impl From<SessionError> for TlsError {
                 other => Reason::Text(other.to_string()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerCertificate {
+        PeerCertificate {
+            cn: Some("ssltestuser".to_owned()),
+            cn_has_nul: false,
+            dn: "CN=ssltestuser".to_owned(),
+            dn_has_nul: false,
+            subject: "/CN=ssltestuser".to_owned(),
+            serial: "42".to_owned(),
+            issuer: "/CN=Test CA".to_owned(),
+            verified: true,
+        }
+    }
+
+    #[test]
+    fn metadata_has_only_the_facts_there_are_under_the_stable_keys() {
+        let s = SessionInfo::new(TlsVersion::Tls1_3, "TLS_AES_256_GCM_SHA384", 256);
+        assert_eq!(
+            s.metadata(),
+            [
+                ("ssl_version", "TLSv1.3".to_owned()),
+                ("ssl_cipher", "TLS_AES_256_GCM_SHA384".to_owned()),
+                ("ssl_bits", "256".to_owned()),
+            ]
+        );
+        let mut s = s.with_peer(peer());
+        s.alpn = Some(b"postgresql".to_vec());
+        s.sni = Some("db.example".to_owned());
+        let m = s.metadata();
+        let keys: Vec<&str> = m.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, METADATA_KEYS[..10]);
+        let get = |k: &str| m.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("ssl_alpn"), Some("postgresql"));
+        assert_eq!(get("ssl_sni"), Some("db.example"));
+        assert_eq!(get("ssl_client_cn"), Some("ssltestuser"));
+        assert_eq!(get("ssl_client_dn"), Some("/CN=ssltestuser"));
+        assert_eq!(get("ssl_client_dn_rfc2253"), Some("CN=ssltestuser"));
+        assert_eq!(get("ssl_client_serial"), Some("42"));
+        assert_eq!(get("ssl_issuer_dn"), Some("/CN=Test CA"));
     }
 }

@@ -11,4 +11,6 @@ mod blocking_adapter;
 mod examples;
 mod hand_over;
 mod hostile_server;
+#[cfg(feature = "tokio")]
+mod pgwire_server;
 mod tokio_adapter;
