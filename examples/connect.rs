@@ -370,10 +370,10 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let mut msg = e.to_string();
-            if let ConnectError::Io(io) = &e {
-                if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                    msg = "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?".into();
-                }
+            if let ConnectError::Io(io) = &e
+                && io.kind() == std::io::ErrorKind::ConnectionRefused
+            {
+                msg = "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?".into();
             }
             eprintln!(
                 "connection to server at \"{host}\" ({addr}), port {} failed: {msg}",

@@ -303,7 +303,7 @@ pub fn parse_server_final(input: &[u8]) -> Result<[u8; KEY_LEN], String> {
 /// Strict base64 (the alphabet, `=` padding, a length that is a multiple of 4), as
 /// PostgreSQL's `pg_b64_decode` accepts; `None` otherwise.
 fn decode_base64(s: &[u8]) -> Option<Vec<u8>> {
-    let ok = s.len() % 4 == 0
+    let ok = s.len().is_multiple_of(4)
         && s.iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=');
     let text = std::str::from_utf8(s).ok().filter(|_| ok)?;

@@ -286,10 +286,10 @@ pub fn accept<S: Read + Write + ReadTimeout>(
 /// the refusal stands either way), and close_notify on TLS, as PostgreSQL sends it (libpq
 /// 17's encrypted cancel reads until then).
 fn conclude<S: Read + Write + ReadTimeout>(conn: &mut PgStream<S>, outcome: &ServerOutcome) {
-    if let ServerOutcome::Refuse(r) = outcome {
-        if let Some(bytes) = r.response_bytes() {
-            let _ = write_flush(conn, &bytes);
-        }
+    if let ServerOutcome::Refuse(r) = outcome
+        && let Some(bytes) = r.response_bytes()
+    {
+        let _ = write_flush(conn, &bytes);
     }
     if matches!(outcome, ServerOutcome::Startup(_)) {
         return;

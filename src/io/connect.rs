@@ -569,10 +569,10 @@ impl<'c> ClientDriver<'c> {
         let first_message = FirstMessage {
             bytes: std::mem::take(&mut self.message),
         };
-        if first_message.auth_code() == Some(0) {
-            if let (Some(t), Some(ssl)) = (&self.tls, stream.ssl()) {
-                t.check_cert_mode(ssl)?;
-            }
+        if first_message.auth_code() == Some(0)
+            && let (Some(t), Some(ssl)) = (&self.tls, stream.ssl())
+        {
+            t.check_cert_mode(ssl)?;
         }
         let session = stream.session_info().transpose()?;
         Ok(Connected {

@@ -137,12 +137,12 @@ unsafe extern "C" fn record_cert_request(
     // SAFETY: OpenSSL calls this during the handshake of `ssl`, which is live and not used
     // elsewhere for the duration of the call.
     let ssl = unsafe { openssl::ssl::SslRef::from_ptr_mut(ssl) };
-    if let Ok(index) = cert_request_index() {
-        if let Some(flags) = ssl.ex_data(index) {
-            flags.requested.store(true, Ordering::SeqCst);
-            if ssl.certificate().is_some() {
-                flags.sent.store(true, Ordering::SeqCst);
-            }
+    if let Ok(index) = cert_request_index()
+        && let Some(flags) = ssl.ex_data(index)
+    {
+        flags.requested.store(true, Ordering::SeqCst);
+        if ssl.certificate().is_some() {
+            flags.sent.store(true, Ordering::SeqCst);
         }
     }
     1

@@ -559,10 +559,10 @@ fn run_group(group: Group) {
             ));
         }
     }
-    if let Ok(ex) = &example {
-        if verbose {
-            eprintln!("[{}] example server log:\n{}", group.name, ex.proc.stderr());
-        }
+    if let Ok(ex) = &example
+        && verbose
+    {
+        eprintln!("[{}] example server log:\n{}", group.name, ex.proc.stderr());
     }
     eprintln!(
         "[{}] {} cases in {:.1?}, {} deliberate differences, {} failed",

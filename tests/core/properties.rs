@@ -692,10 +692,10 @@ fn allowed_modes() -> Vec<(SslMode, SslNegotiation)> {
                 if let Some(m) = mode {
                     s = s.sslmode(m);
                 }
-                if let Ok(pair) = s.resolve() {
-                    if !out.contains(&pair) {
-                        out.push(pair);
-                    }
+                if let Ok(pair) = s.resolve()
+                    && !out.contains(&pair)
+                {
+                    out.push(pair);
                 }
             }
         }

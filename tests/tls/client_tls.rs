@@ -210,34 +210,33 @@ fn agree(pgssl: &Outcome, psql: &Outcome) -> Result<Option<String>, String> {
             }
             // pgssl appends OpenSSL's verification reason to "certificate verify failed"
             // (docs/client-tls.md, "The handshake"); libpq prints OpenSSL's reason alone.
-            if let Some(rest) = line.strip_prefix("SSL error: certificate verify failed: ") {
-                if l.contains("SSL error: certificate verify failed") {
-                    return Ok(Some(format!(
-                        "pgssl appends the verification reason \"{rest}\" that libpq 15 does not print"
-                    )));
-                }
+            if let Some(rest) = line.strip_prefix("SSL error: certificate verify failed: ")
+                && l.contains("SSL error: certificate verify failed")
+            {
+                return Ok(Some(format!(
+                    "pgssl appends the verification reason \"{rest}\" that libpq 15 does not print"
+                )));
             }
             // OpenSSL 3.2 renamed the alert reasons ("sslv3 alert …" became "ssl/tls alert …"):
             // pgssl built with `vendored` (a newer OpenSSL) words them so, psql on the system's
             // OpenSSL 3.0 the old way. Both pass OpenSSL's text through unchanged.
-            if let Some(alert) = line.strip_prefix("SSL error: ssl/tls alert ") {
-                if l.contains(&format!("SSL error: sslv3 alert {alert}")) {
-                    return Ok(Some(format!(
-                        "the linked OpenSSL says \"ssl/tls alert {alert}\", psql's (3.0) \"sslv3 alert {alert}\""
-                    )));
-                }
+            if let Some(alert) = line.strip_prefix("SSL error: ssl/tls alert ")
+                && l.contains(&format!("SSL error: sslv3 alert {alert}"))
+            {
+                return Ok(Some(format!(
+                    "the linked OpenSSL says \"ssl/tls alert {alert}\", psql's (3.0) \"sslv3 alert {alert}\""
+                )));
             }
             // libpq 16+ quotes the parameter name (`invalid "ssl_min_protocol_version" value:
             // "x"`), as pgssl does; libpq 15 wrote `invalid ssl_min_protocol_version value: "x"`.
             if let Some((name, rest)) = line
                 .strip_prefix("invalid \"")
                 .and_then(|r| r.split_once("\" value: "))
+                && l.contains(&format!("invalid {name} value: {rest}"))
             {
-                if l.contains(&format!("invalid {name} value: {rest}")) {
-                    return Ok(Some(format!(
-                        "libpq 15 does not quote the parameter name {name} (libpq 16+ does, as pgssl)"
-                    )));
-                }
+                return Ok(Some(format!(
+                    "libpq 15 does not quote the parameter name {name} (libpq 16+ does, as pgssl)"
+                )));
             }
             Err(format!(
                 "psql's output does not contain pgssl's first line {line:?}"
@@ -538,12 +537,12 @@ fn run_case(
     if !meets(c.expect, &pgssl) {
         problems.push(format!("pgssl does not give the expected {:?}", c.expect));
     }
-    if let (Some(n), Outcome::Connected { connections, .. }) = (c.connections, &pgssl) {
-        if *connections != Some(n) {
-            problems.push(format!(
-                "pgssl made {connections:?} connections, expected {n}"
-            ));
-        }
+    if let (Some(n), Outcome::Connected { connections, .. }) = (c.connections, &pgssl)
+        && *connections != Some(n)
+    {
+        problems.push(format!(
+            "pgssl made {connections:?} connections, expected {n}"
+        ));
     }
     if !meets(libpq_expect, &psql) {
         problems.push(format!("psql does not give the expected {libpq_expect:?}"));

@@ -455,10 +455,9 @@ impl ClientTlsConfig {
     pub fn validate(&self) -> Result<(SslMode, SslNegotiation), ClientConfigError> {
         if let (Some(min), Some(max)) =
             (self.ssl_min_protocol_version, self.ssl_max_protocol_version)
+            && min > max
         {
-            if min > max {
-                return Err(ClientConfigError::ProtocolRange);
-            }
+            return Err(ClientConfigError::ProtocolRange);
         }
         let mut s = ClientSettings::new()
             .sslnegotiation(self.sslnegotiation)

@@ -515,12 +515,11 @@ fn load_roots(
                 None => true,
             };
             let mut dir_ok = false;
-            if file_ok {
-                if let Some(d) = config.sslcrldir.as_ref().and_then(|d| d.to_str()) {
-                    if let Ok(l) = store.add_lookup(X509Lookup::hash_dir()) {
-                        dir_ok = l.add_dir(d, openssl::ssl::SslFiletype::PEM).is_ok();
-                    }
-                }
+            if file_ok
+                && let Some(d) = config.sslcrldir.as_ref().and_then(|d| d.to_str())
+                && let Ok(l) = store.add_lookup(X509Lookup::hash_dir())
+            {
+                dir_ok = l.add_dir(d, openssl::ssl::SslFiletype::PEM).is_ok();
             }
             if file_ok && (file.is_some() || dir_ok) {
                 store

@@ -195,14 +195,12 @@ pub fn verify_host(
             return Ok(());
         }
     }
-    if check_cn {
-        if let Some(cn) = common_name {
-            examined += 1;
-            let matched = name_matches(cn, host)?;
-            first.get_or_insert_with(|| String::from_utf8_lossy(cn).into_owned());
-            if matched {
-                return Ok(());
-            }
+    if check_cn && let Some(cn) = common_name {
+        examined += 1;
+        let matched = name_matches(cn, host)?;
+        first.get_or_insert_with(|| String::from_utf8_lossy(cn).into_owned());
+        if matched {
+            return Ok(());
         }
     }
     match first {

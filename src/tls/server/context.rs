@@ -185,25 +185,25 @@ impl ServerTlsConfig {
             .map_err(|e| TlsError::KeyMismatch { reason: e.into() })?;
 
         // The protocol range: PostgreSQL's settings, never looser than the configuration file.
-        if let Some(max) = self.max_protocol {
-            if self.min_protocol > max {
-                return Err(TlsError::ProtocolRange);
-            }
+        if let Some(max) = self.max_protocol
+            && self.min_protocol > max
+        {
+            return Err(TlsError::ProtocolRange);
         }
         let min = file_min.map_or(self.min_protocol, |f| f.max(self.min_protocol));
         let max = match (file_max, self.max_protocol) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(max) = max {
-            if min > max {
-                return Err(TlsError::OpenSsl {
-                    context: "could not set SSL protocol version range",
-                    reason: Reason::Text(format!(
-                        "the effective minimum {min} is above the effective maximum {max} (ssl_min_protocol_version, ssl_max_protocol_version and the OpenSSL configuration file combined)"
-                    )),
-                });
-            }
+        if let Some(max) = max
+            && min > max
+        {
+            return Err(TlsError::OpenSsl {
+                context: "could not set SSL protocol version range",
+                reason: Reason::Text(format!(
+                    "the effective minimum {min} is above the effective maximum {max} (ssl_min_protocol_version, ssl_max_protocol_version and the OpenSSL configuration file combined)"
+                )),
+            });
         }
         b.set_min_proto_version(Some(min.to_openssl()))
             .map_err(ossl("could not set minimum SSL protocol version"))?;
