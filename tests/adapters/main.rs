@@ -12,3 +12,7 @@ mod examples;
 mod hand_over;
 mod hostile_server;
 mod tokio_adapter;
+// Not `tokio_postgres`: that is the crate's name.
+#[cfg(feature = "tokio-postgres")]
+#[path = "tokio_postgres.rs"]
+mod tokio_postgres_connector;
