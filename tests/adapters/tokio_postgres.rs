@@ -375,3 +375,54 @@ fn unsupported_parameters_are_refused_with_a_reason() {
         other => panic!("{:?}", other.err()),
     }
 }
+
+/// `sslnegotiation=direct` (PostgreSQL 17; PostgreSQL 15 and psql 15 have none): against
+/// pgssl's own test server, which answers the StartupMessage with a FATAL describing the
+/// session. tokio-postgres starts TLS at once through pgssl's connector, ALPN "postgresql"
+/// selected, verify-full passed, and the StartupMessage arrives over TLS; the weak modes are
+/// refused with libpq's text.
+#[test]
+fn direct_ssl_through_the_connector() {
+    use crate::support::tls::{Seen, TestServer, localhost_config};
+    let d = tempfile::tempdir().unwrap();
+    let srv = TestServer::with(
+        pgssl::server::ServerPolicy::new().direct_ssl(true),
+        localhost_config(d.path()).build().unwrap(),
+    );
+    let conninfo = format!(
+        "host=localhost port={} user=u sslmode=verify-full sslnegotiation=direct sslrootcert={}",
+        srv.port,
+        cert("root_ca.crt")
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt
+        .block_on(pgssl::tokio_postgres::connect(&conninfo))
+        .err()
+        .expect("the test server refuses every StartupMessage");
+    assert!(matches!(e, Error::Server(_)), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with("FATAL:  pgssl test server: ssl=on version=TLSv1.3"),
+        "{e}"
+    );
+    assert!(e.to_string().ends_with("alpn=postgresql user=u"), "{e}");
+    match srv.next() {
+        Seen::Startup {
+            tls: true,
+            session: Some(s),
+            ..
+        } => assert_eq!(s.alpn.as_deref(), Some(&b"postgresql"[..])),
+        other => panic!("{other:?}"),
+    }
+    let weak = format!(
+        "host=localhost port={} sslmode=prefer sslnegotiation=direct",
+        srv.port
+    );
+    match rt.block_on(pgssl::tokio_postgres::connect(&weak)) {
+        Err(e @ Error::Config(_)) => assert_eq!(
+            e.to_string(),
+            "weak sslmode \"prefer\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")"
+        ),
+        other => panic!("{:?}", other.err()),
+    }
+}
