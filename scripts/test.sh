@@ -34,7 +34,7 @@ python3 -c 'import psycopg, asyncpg, pg8000' 2>/dev/null ||
 
 # Every feature but `vendored` (which builds OpenSSL from source instead of using the system's,
 # whose openssl.cnf the tests exercise); .ci/run builds and runs the TLS tests with it once.
-features="tokio"
+features="tokio tokio-postgres"
 cargo test --features "$features" --all-targets
 # Doc tests (the README's and the crate docs' examples are compiled).
 cargo test --features "$features" --doc

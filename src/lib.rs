@@ -98,6 +98,8 @@ pub mod io;
 pub mod server;
 #[cfg(feature = "openssl")]
 pub mod tls;
+#[cfg(feature = "tokio-postgres")]
+pub mod tokio_postgres;
 pub mod wire;
 
 #[cfg(feature = "openssl")]

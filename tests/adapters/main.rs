@@ -14,3 +14,7 @@ mod hostile_server;
 #[cfg(feature = "tokio")]
 mod pgwire_server;
 mod tokio_adapter;
+// Not `tokio_postgres`: that is the crate's name.
+#[cfg(feature = "tokio-postgres")]
+#[path = "tokio_postgres.rs"]
+mod tokio_postgres_connector;

@@ -325,8 +325,17 @@ impl ClientTls {
     /// A TLS session for one connection: SNI unless the host is an IP literal or `sslsni=0`,
     /// ALPN "postgresql".
     pub fn new_ssl(&self) -> Result<Ssl, ClientTlsError> {
+        self.new_ssl_for_host(&self.host)
+    }
+
+    /// [`new_ssl`](Self::new_ssl) for a connection to `host` rather than the configuration's
+    /// `host`: one context (its files read once) serving connections whose host name is given
+    /// per connection, as tokio-postgres's `MakeTlsConnect` gives it. SNI follows libpq's rule
+    /// for `host` (none for an IP literal, none with `sslsni=0`); check the handshake with
+    /// [`check_established_for_host`](Self::check_established_for_host) and the same `host`.
+    pub fn new_ssl_for_host(&self, host: &str) -> Result<Ssl, ClientTlsError> {
         let mut ssl = Ssl::new(&self.ctx).map_err(ossl("could not establish SSL connection"))?;
-        let h = self.host.as_str();
+        let h = host;
         let is_ip = !h.is_empty()
             && (h.bytes().all(|c| c.is_ascii_digit() || c == b'.') || h.contains(':'));
         if self.sni && !h.is_empty() && !is_ip {
@@ -344,6 +353,17 @@ impl ClientTls {
     /// CN with an embedded NUL does not stop the connection, as in libpq; under verify-full
     /// it is refused with libpq's "SSL certificate's name contains embedded null".
     pub fn check_established(&self, ssl: &SslRef) -> Result<(), ClientTlsError> {
+        self.check_established_for_host(ssl, &self.host)
+    }
+
+    /// [`check_established`](Self::check_established) for a connection to `host` (the host
+    /// given to [`new_ssl_for_host`](Self::new_ssl_for_host)): under verify-full the server's
+    /// certificate must match `host`, with libpq's rules and texts.
+    pub fn check_established_for_host(
+        &self,
+        ssl: &SslRef,
+        host: &str,
+    ) -> Result<(), ClientTlsError> {
         let Some(peer) = ssl.peer_certificate() else {
             return Err(ClientTlsError::OpenSsl {
                 context: "certificate could not be obtained",
@@ -351,7 +371,7 @@ impl ClientTls {
             });
         };
         if self.mode == SslMode::VerifyFull {
-            check_host(&self.host, &peer)?;
+            check_host(host, &peer)?;
         }
         Ok(())
     }
