@@ -135,7 +135,8 @@ impl Auth<'_> {
             }
             Some(salt) => {
                 self.used = "md5";
-                let user = self.config.user.clone().unwrap_or_default();
+                // libpq hashes with the user the StartupMessage named (the OS user by default).
+                let user = self.config.effective_user();
                 md5_hash(user.as_bytes(), pw.as_bytes(), salt).into_bytes()
             }
         };
