@@ -9,6 +9,14 @@
 //! authentication (trust, cleartext, md5, SCRAM-SHA-256 and SCRAM-SHA-256-PLUS with
 //! `channel_binding`), then prints `ssl=on protocol=… cipher=… bits=… alpn=…` or `ssl=off`, and
 //! with `--query` the first row of the result. On failure it prints libpq's message and exits 1.
+//!
+//! The protocol messages are postgres-protocol's (`message::backend` decodes what the server
+//! sends, `message::frontend` encodes the replies), and so are SCRAM-SHA-256(-PLUS)
+//! (`authentication::sasl::ScramSha256`, behind libpq's checks in support/scram.rs) and md5
+//! (`authentication::md5_hash`). What stays by hand is where libpq's rules differ from what
+//! postgres-protocol checks: the bounded read of each message (support/pgwire.rs), the
+//! AuthenticationRequest's length and code read before decoding, and the order of libpq's
+//! checks.
 
 #[path = "support/pgwire.rs"]
 mod pgwire;
@@ -18,11 +26,13 @@ mod scram;
 use std::io::{Read, Write};
 
 use bytes::BytesMut;
-use openssl::hash::{MessageDigest, hash};
+use fallible_iterator::FallibleIterator;
 use pgssl::io::blocking::{Connected, connect_with};
 use pgssl::io::{AuthFailure, ConnectError};
 use pgssl::tls::{ChannelBinding, ClientTlsConfig, peer_end_point};
-use pgwire::{Message, Reader};
+use pgwire::Message;
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::message::{backend, frontend};
 use scram::{Binding, ScramClient};
 
 /// libpq's bound on messages during the startup (`30000`, as for anything but rows).
@@ -48,6 +58,11 @@ mod areq {
 
 fn fail(msg: impl Into<String>) -> AuthFailure {
     AuthFailure::Abort(ConnectError::Io(std::io::Error::other(msg.into())))
+}
+
+/// An encoder's refusal (postgres-protocol's `frontend` refuses a NUL inside a C string).
+fn encode_failure(e: std::io::Error) -> AuthFailure {
+    fail(e.to_string())
 }
 
 /// A read error in libpq's words: a bad length word is lost synchronization.
@@ -109,30 +124,35 @@ impl Auth<'_> {
         }
     }
 
-    /// AuthenticationCleartextPassword or AuthenticationMD5Password (with its salt).
-    fn password_message(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, AuthFailure> {
+    /// AuthenticationCleartextPassword, or AuthenticationMD5Password with its salt: the
+    /// PasswordMessage.
+    fn password_message(&mut self, md5_salt: Option<[u8; 4]>) -> Result<BytesMut, AuthFailure> {
         let pw = self.password()?.to_owned();
-        let sent = if code == areq::PASSWORD {
-            self.used = "password";
-            pw.clone()
-        } else {
-            // libpq reads the 4-byte salt; without it, its password step fails.
-            let salt = Reader::new(data)
-                .bytes(4)
-                .ok_or_else(|| fail("fe_sendauth: error sending password authentication"))?;
-            self.used = "md5";
-            let user = self.config.user.clone().unwrap_or_default();
-            md5_password(&pw, &user, salt)
+        let sent = match md5_salt {
+            None => {
+                self.used = "password";
+                pw.as_bytes().to_vec()
+            }
+            Some(salt) => {
+                self.used = "md5";
+                // libpq hashes with the user the StartupMessage named (the OS user by default).
+                let user = self.config.effective_user();
+                md5_hash(user.as_bytes(), pw.as_bytes(), salt).into_bytes()
+            }
         };
         self.finished = true;
-        let mut b = Vec::new();
-        pgwire::cstr(&mut b, &sent);
-        Ok(b)
+        let mut out = BytesMut::new();
+        frontend::password_message(&sent, &mut out).map_err(encode_failure)?;
+        Ok(out)
     }
 
     /// AuthenticationSASL: picks the mechanism as libpq's `pg_SASL_init` does and returns
-    /// the SASLInitialResponse body.
-    fn sasl_init(&mut self, c: &Connected, data: &[u8]) -> Result<Vec<u8>, AuthFailure> {
+    /// the SASLInitialResponse.
+    fn sasl_init(
+        &mut self,
+        c: &Connected,
+        mut mechanisms: backend::SaslMechanisms<'_>,
+    ) -> Result<BytesMut, AuthFailure> {
         if self.scram.is_some() {
             return Err(fail("duplicate SASL authentication request"));
         }
@@ -140,14 +160,17 @@ impl Auth<'_> {
         let cb = self.config.channel_binding;
         let mut offers_plus = false;
         let mut offers_plain = false;
-        let mut list = Reader::new(data);
-        loop {
-            let m = list.cstr().ok_or_else(|| {
-                fail("fe_sendauth: invalid authentication request from server: invalid list of authentication mechanisms")
-            })?;
+        // postgres-protocol's list is stricter than libpq's in two ways, both refused with
+        // libpq's text for a malformed list: bytes after the empty name that ends it, and a
+        // name that is not UTF-8 (libpq ignores both).
+        let invalid_list = || {
+            fail(
+                "fe_sendauth: invalid authentication request from server: invalid list of authentication mechanisms",
+            )
+        };
+        while let Some(m) = mechanisms.next().map_err(|_| invalid_list())? {
             match m {
-                b"" => break,
-                m if m == scram::SCRAM_SHA_256_PLUS.as_bytes() => {
+                scram::SCRAM_SHA_256_PLUS => {
                     if !tls {
                         return Err(fail(
                             "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection",
@@ -155,7 +178,7 @@ impl Auth<'_> {
                     }
                     offers_plus = true;
                 }
-                m if m == scram::SCRAM_SHA_256.as_bytes() => offers_plain = true,
+                scram::SCRAM_SHA_256 => offers_plain = true,
                 _ => {}
             }
         }
@@ -178,14 +201,13 @@ impl Auth<'_> {
             (false, Some(_)) if cb != ChannelBinding::Disable => Binding::CouldBind,
             _ => Binding::No,
         };
-        let (client, first) = ScramClient::start(&password, binding).map_err(fail)?;
+        let (client, first) = ScramClient::start(&password, binding);
         self.used = client.mechanism();
-        let mut b = Vec::new();
-        pgwire::cstr(&mut b, client.mechanism());
-        b.extend_from_slice(&(first.len() as i32).to_be_bytes());
-        b.extend_from_slice(&first);
+        let mut out = BytesMut::new();
+        frontend::sasl_initial_response(client.mechanism(), &first, &mut out)
+            .map_err(encode_failure)?;
         self.scram = Some(client);
-        Ok(b)
+        Ok(out)
     }
 
     /// AuthenticationSASLContinue / AuthenticationSASLFinal.
@@ -193,56 +215,81 @@ impl Auth<'_> {
         &mut self,
         data: &[u8],
         is_final: bool,
-    ) -> Result<Option<Vec<u8>>, AuthFailure> {
+    ) -> Result<Option<BytesMut>, AuthFailure> {
         let s = self.scram.as_mut().ok_or_else(|| {
             fail("fe_sendauth: invalid authentication request from server: AUTH_REQ_SASL_CONT without AUTH_REQ_SASL")
         })?;
         let reply = s.exchange(data, is_final).map_err(fail)?;
         self.finished = s.finished();
-        Ok(reply)
+        let Some(reply) = reply else {
+            return Ok(None);
+        };
+        let mut out = BytesMut::new();
+        frontend::sasl_response(&reply, &mut out).map_err(encode_failure)?;
+        Ok(Some(out))
     }
 
-    /// One AuthenticationRequest: what to send back (a `p` body), if anything.
-    fn request(&mut self, c: &Connected, body: &[u8]) -> Result<Option<Vec<u8>>, AuthFailure> {
+    /// One AuthenticationRequest: its code, and the reply to send, if any.
+    ///
+    /// libpq's checks come before postgres-protocol decodes the message: the length (8 ..=
+    /// 2000), then the code, read here because postgres-protocol refuses the codes it does not
+    /// know (1, 4, 13 …) where libpq names each method, and libpq's channel_binding rules.
+    fn request(
+        &mut self,
+        c: &Connected,
+        body: &[u8],
+    ) -> Result<(u32, Option<BytesMut>), AuthFailure> {
+        let invalid = || fail("received invalid authentication request");
         if !AUTH_REQUEST_LEN.contains(&(body.len() + 4)) {
-            return Err(fail("received invalid authentication request"));
+            return Err(invalid());
         }
-        let mut r = Reader::new(body);
-        let code = r
-            .u32()
-            .ok_or_else(|| fail("received invalid authentication request"))?;
-        let data = r.rest();
+        let code = u32::from_be_bytes(*body.first_chunk().ok_or_else(invalid)?);
         self.check_expected(code)?;
-        match code {
-            areq::OK => {
+        let read = match code {
+            areq::OK | areq::PASSWORD => 4,
+            areq::MD5 => {
+                // libpq asks for the password before it reads the salt.
+                self.password()?;
+                body.len().min(8)
+            }
+            areq::SASL | areq::SASL_CONT | areq::SASL_FIN => body.len(),
+            areq::KRB4 => return Err(fail("Kerberos 4 authentication not supported")),
+            areq::KRB5 => return Err(fail("Kerberos 5 authentication not supported")),
+            areq::CRYPT => return Err(fail("Crypt authentication not supported")),
+            areq::GSS | areq::GSS_CONT => return Err(fail("GSSAPI authentication not supported")),
+            areq::SSPI => return Err(fail("SSPI authentication not supported")),
+            other => return Err(fail(format!("authentication method {other} not supported"))),
+        };
+        // libpq reads the code (and MD5's salt) and ignores what follows; postgres-protocol
+        // refuses trailing bytes, so it is given what libpq reads.
+        let reply = match pgwire::parse_backend(b'R', &body[..read]) {
+            Ok(backend::Message::AuthenticationOk) => {
                 if let (Some(t), Some(ssl)) = (&c.tls, c.stream.ssl()) {
                     t.check_cert_mode(ssl)
                         .map_err(|e| AuthFailure::Abort(e.into()))?;
                 }
-                Ok(None)
+                None
             }
-            areq::PASSWORD | areq::MD5 => self.password_message(code, data).map(Some),
-            areq::SASL => self.sasl_init(c, data).map(Some),
-            areq::SASL_CONT | areq::SASL_FIN => self.sasl_continue(data, code == areq::SASL_FIN),
-            areq::KRB4 => Err(fail("Kerberos 4 authentication not supported")),
-            areq::KRB5 => Err(fail("Kerberos 5 authentication not supported")),
-            areq::CRYPT => Err(fail("Crypt authentication not supported")),
-            areq::GSS | areq::GSS_CONT => Err(fail("GSSAPI authentication not supported")),
-            areq::SSPI => Err(fail("SSPI authentication not supported")),
-            other => Err(fail(format!("authentication method {other} not supported"))),
-        }
+            Ok(backend::Message::AuthenticationCleartextPassword) => {
+                Some(self.password_message(None)?)
+            }
+            Ok(backend::Message::AuthenticationMd5Password(m)) => {
+                Some(self.password_message(Some(m.salt()))?)
+            }
+            Err(_) if code == areq::MD5 => {
+                return Err(fail("fe_sendauth: error sending password authentication"));
+            }
+            Ok(backend::Message::AuthenticationSasl(m)) => Some(self.sasl_init(c, m.mechanisms())?),
+            Ok(backend::Message::AuthenticationSaslContinue(m)) => {
+                self.sasl_continue(m.data(), false)?
+            }
+            Ok(backend::Message::AuthenticationSaslFinal(m)) => {
+                self.sasl_continue(m.data(), true)?
+            }
+            _ => return Err(invalid()),
+        };
+        Ok((code, reply))
     }
-}
-
-/// `md5` + md5(md5(password + user) in hex + salt) in hex, as libpq's `pg_md5_encrypt` twice.
-fn md5_password(password: &str, user: &str, salt: &[u8]) -> String {
-    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let inner = hash(MessageDigest::md5(), format!("{password}{user}").as_bytes())
-        .expect("MD5 is available");
-    let mut salted = hex(&inner).into_bytes();
-    salted.extend_from_slice(salt);
-    let outer = hash(MessageDigest::md5(), &salted).expect("MD5 is available");
-    format!("md5{}", hex(&outer))
 }
 
 /// Authenticates on a connection the plan made, up to ReadyForQuery; returns the mechanism
@@ -266,13 +313,11 @@ fn authenticate(c: &mut Connected, config: &ClientTlsConfig) -> Result<String, A
                 });
             }
             b'R' if !authenticated => {
-                let reply = auth.request(c, &m.body)?;
-                if let Some(body) = reply {
-                    let mut out = BytesMut::new();
-                    pgwire::put(&mut out, b'p', &body);
+                let (code, reply) = auth.request(c, &m.body)?;
+                if let Some(out) = reply {
                     pgwire::send(&mut c.stream, &out)?;
                 }
-                authenticated = Reader::new(&m.body).u32() == Some(areq::OK);
+                authenticated = code == areq::OK;
             }
             // NegotiateProtocolVersion: the crate's startup asks for 3.0 only.
             b'v' if !authenticated => {}
@@ -295,9 +340,7 @@ fn simple_query<S: Read + Write>(
     sql: &str,
 ) -> Result<Option<Vec<Option<String>>>, String> {
     let mut out = BytesMut::new();
-    let mut b = Vec::new();
-    pgwire::cstr(&mut b, sql);
-    pgwire::put(&mut out, b'Q', &b);
+    frontend::query(sql, &mut out).map_err(|e| e.to_string())?;
     pgwire::send(s, &out).map_err(|e| e.to_string())?;
     let mut first_row = None;
     let mut error = None;
@@ -310,8 +353,7 @@ fn simple_query<S: Read + Write>(
             .ok_or("server closed the connection unexpectedly")?;
         match m.tag {
             b'D' if first_row.is_none() => {
-                let row =
-                    pgwire::parse_data_row(&m.body).ok_or("insufficient data in \"D\" message")?;
+                let row = data_row(&m).ok_or("insufficient data in \"D\" message")?;
                 first_row = Some(row);
             }
             b'E' => {
@@ -329,6 +371,18 @@ fn simple_query<S: Read + Write>(
         Some(e) => Err(e),
         None => Ok(first_row),
     }
+}
+
+/// The values of a DataRow as text (None: NULL, as libpq reads any negative length); `None`
+/// when the body is shorter than its column count and lengths say, or longer.
+fn data_row(m: &Message) -> Option<Vec<Option<String>>> {
+    let Ok(backend::Message::DataRow(row)) = m.backend() else {
+        return None;
+    };
+    row.ranges()
+        .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&row.buffer()[r]).into_owned())))
+        .collect()
+        .ok()
 }
 
 fn main() {
@@ -412,6 +466,6 @@ fn main() {
         }
     }
     let mut out = BytesMut::new();
-    pgwire::put(&mut out, b'X', &[]);
+    frontend::terminate(&mut out);
     let _ = pgwire::send(&mut conn.stream, &out);
 }

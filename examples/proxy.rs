@@ -11,6 +11,12 @@
 //! forwarded, authentication is relayed (SCRAM-SHA-256-PLUS is withheld: its channel binding
 //! cannot cross a TLS-terminating proxy), then bytes flow both ways until either side closes.
 //! Cancel requests are forwarded to the upstream over a new connection negotiated the same way.
+//!
+//! The upstream's authentication requests are decoded by postgres-protocol
+//! (`message::backend`), after libpq's length check. The messages are relayed as they came,
+//! framed by hand (support/pgwire.rs): postgres-protocol encodes no backend message (the
+//! mechanism list the client gets) and decodes no frontend one (the client's answers, read
+//! with PostgreSQL's bounds).
 
 #[path = "support/frontend.rs"]
 mod frontend;
@@ -25,11 +31,14 @@ use std::time::Duration;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
 use frontend::{Frontend, LOGGER, fatal};
 use pgssl::io::blocking::{Accepted, Connected, PgStream, connect_with_startup, send_cancel};
 use pgssl::io::{AuthFailure, ConnectError, TIMEOUT_MESSAGE};
 use pgssl::tls::{ClientTlsConfig, SessionInfo};
-use pgwire::{Message, Reader};
+use pgwire::Message;
+use postgres_protocol::authentication::sasl::SCRAM_SHA_256_PLUS;
+use postgres_protocol::message::backend;
 
 fn frame(tag: u8, body: &[u8]) -> BytesMut {
     let mut b = BytesMut::new();
@@ -66,19 +75,18 @@ enum Stop {
     ClientGone(String),
 }
 
-/// The SASL mechanism list without SCRAM-SHA-256-PLUS; `None` if the list is malformed.
-fn without_plus(body: &[u8]) -> Option<Vec<u8>> {
-    let mut r = Reader::new(body);
-    let mut out = r.bytes(4)?.to_vec();
-    loop {
-        match r.cstr()? {
-            b"" => break,
-            b"SCRAM-SHA-256-PLUS" => {}
-            m => {
-                out.extend_from_slice(m);
-                out.push(0);
-            }
-        }
+/// The body of an AuthenticationSASL offering `list` without SCRAM-SHA-256-PLUS; `None` if
+/// the list is malformed (postgres-protocol also refuses bytes after the list's end and a name
+/// that is not UTF-8, which libpq ignores).
+fn without_plus(list: backend::SaslMechanisms<'_>) -> Option<Vec<u8>> {
+    let names: Vec<&str> = list
+        .filter(|m| Ok(*m != SCRAM_SHA_256_PLUS))
+        .collect()
+        .ok()?;
+    let mut out = AUTH_SASL.to_be_bytes().to_vec();
+    for m in names {
+        out.extend_from_slice(m.as_bytes());
+        out.push(0);
     }
     out.push(0);
     Some(out)
@@ -119,20 +127,33 @@ fn read_upstream(up: &mut Connected, deadline: Instant) -> Result<Message, Stop>
 
 /// Checks an upstream AuthenticationRequest as libpq would and returns its code and the
 /// body to pass on (SCRAM-SHA-256-PLUS withheld).
+///
+/// The length and the code are checked first, as libpq checks them (postgres-protocol refuses
+/// codes it does not know, which the client is left to refuse); postgres-protocol then decodes
+/// MD5's salt (only the salt: libpq ignores what follows) and the SASL mechanism list.
 fn upstream_request(body: Vec<u8>) -> Result<(u32, Vec<u8>), Stop> {
     let invalid = || Stop::Upstream("received invalid authentication request".into());
     if !(8..=2000).contains(&(body.len() + 4)) {
         return Err(invalid());
     }
-    let code = Reader::new(&body).u32().ok_or_else(invalid)?;
+    let code = u32::from_be_bytes(*body.first_chunk().ok_or_else(invalid)?);
     match code {
-        AUTH_MD5 if body.len() < 8 => Err(invalid()),
-        AUTH_SASL => without_plus(&body).map(|b| (code, b)).ok_or_else(|| {
-            Stop::Upstream(
-                "fe_sendauth: invalid authentication request from server: invalid list of authentication mechanisms"
-                    .into(),
-            )
-        }),
+        AUTH_MD5 => match pgwire::parse_backend(b'R', &body[..body.len().min(8)]) {
+            Ok(backend::Message::AuthenticationMd5Password(_)) => Ok((code, body)),
+            _ => Err(invalid()),
+        },
+        AUTH_SASL => {
+            let list = match pgwire::parse_backend(b'R', &body) {
+                Ok(backend::Message::AuthenticationSasl(m)) => without_plus(m.mechanisms()),
+                _ => None,
+            };
+            list.map(|b| (code, b)).ok_or_else(|| {
+                Stop::Upstream(
+                    "fe_sendauth: invalid authentication request from server: invalid list of authentication mechanisms"
+                        .into(),
+                )
+            })
+        }
         _ => Ok((code, body)),
     }
 }
@@ -481,12 +502,27 @@ mod tests {
     }
 
     #[test]
+    fn md5_salt_is_checked_and_the_rest_ignored() {
+        let body = request(AUTH_MD5, b"saltmore");
+        assert_eq!(upstream_request(body.clone()).unwrap(), (AUTH_MD5, body));
+        let body = request(AUTH_PASSWORD, b"");
+        assert_eq!(
+            upstream_request(body.clone()).unwrap(),
+            (AUTH_PASSWORD, body)
+        );
+    }
+
+    #[test]
     fn malformed_upstream_requests_are_named() {
         for body in [
             Vec::new(),
             vec![0; 3],
+            request(AUTH_MD5, b""),
             request(AUTH_MD5, b"ab"),
+            request(AUTH_SASL, b""),
             request(AUTH_SASL, b"SCRAM-SHA-256"),
+            request(AUTH_SASL, b"SCRAM-SHA-256\0\0x"),
+            request(AUTH_SASL, b"\xff\0\0"),
             request(AUTH_SASL, &[b'x'; 2000]),
         ] {
             match upstream_request(body.clone()) {

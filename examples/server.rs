@@ -10,6 +10,9 @@
 //! a pg_hba.conf subset (host/hostssl/hostnossl; trust, reject, password, cert;
 //! clientcert=verify-ca|verify-full, clientname=CN|DN). Every query is answered with one row
 //! describing the connection's TLS. SIGHUP reloads the TLS settings; SIGINT/SIGTERM stop it.
+//!
+//! Its protocol messages are written by hand (support/pgwire.rs): postgres-protocol, which the
+//! client examples use, encodes only frontend messages and decodes only backend ones.
 
 #[path = "support/frontend.rs"]
 mod frontend;

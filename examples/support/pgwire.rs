@@ -1,16 +1,45 @@
-//! The few PostgreSQL protocol messages the examples need beyond the negotiation: framing,
-//! authentication, parameter status, rows. Shared by the examples through `#[path]`.
+//! What the examples add to postgres-protocol for the messages after the negotiation. Shared by
+//! the examples through `#[path]`.
+//!
+//! postgres-protocol decodes the server's messages (`message::backend::Message::parse`) and
+//! encodes the client's (`message::frontend`); the examples use it for both. What it does not
+//! do, and this file keeps by hand:
+//!
+//! - reading one message from a blocking stream with a bound on its length, refused before
+//!   anything is allocated ([`read_message`]): `Message::parse` works on a buffer and checks
+//!   only that the length word is at least 4;
+//! - the server-side messages the server and proxy examples send (AuthenticationRequest,
+//!   ParameterStatus, BackendKeyData, RowDescription, DataRow, …): postgres-protocol has no
+//!   encoder for backend messages, and no decoder for frontend ones ([`get_cstr`] reads the
+//!   password message's C string).
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
 
 use bytes::{BufMut, BytesMut};
+use postgres_protocol::message::backend;
 
 /// One message: its type byte and body.
 #[derive(Clone, Debug)]
 pub struct Message {
     pub tag: u8,
     pub body: Vec<u8>,
+}
+
+impl Message {
+    /// The server message decoded by postgres-protocol (`Err` for a malformed body or a type
+    /// it does not know, never a panic).
+    pub fn backend(&self) -> io::Result<backend::Message> {
+        parse_backend(self.tag, &self.body)
+    }
+}
+
+/// `tag` and `body` framed again and decoded by postgres-protocol's `Message::parse`.
+pub fn parse_backend(tag: u8, body: &[u8]) -> io::Result<backend::Message> {
+    let mut frame = BytesMut::with_capacity(body.len() + 5);
+    put(&mut frame, tag, body);
+    backend::Message::parse(&mut frame)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "incomplete message"))
 }
 
 /// A message whose length word is below 4 or above what the reader allows: the peer is not
@@ -73,64 +102,6 @@ pub fn read_message<R: Read>(r: &mut R, max: usize) -> io::Result<Option<Message
     let mut body = vec![0u8; len as usize - 4];
     r.read_exact(&mut body)?;
     Ok(Some(Message { tag: tag[0], body }))
-}
-
-/// A bounds-checked cursor over a message body: every getter returns `None` past the end
-/// instead of panicking, and consumes nothing then.
-#[derive(Clone, Copy, Debug)]
-pub struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    /// A cursor at the start of `body`.
-    pub fn new(body: &'a [u8]) -> Self {
-        Reader { rest: body }
-    }
-
-    /// The next `n` bytes.
-    pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.rest.len() {
-            return None;
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Some(head)
-    }
-
-    /// A big-endian Int16.
-    pub fn u16(&mut self) -> Option<u16> {
-        self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    /// A big-endian Int32, unsigned.
-    pub fn u32(&mut self) -> Option<u32> {
-        self.bytes(4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// A big-endian Int32, signed.
-    pub fn i32(&mut self) -> Option<i32> {
-        self.u32().map(|v| v as i32)
-    }
-
-    /// A NUL-terminated string, without its NUL; `None` when no NUL is left.
-    pub fn cstr(&mut self) -> Option<&'a [u8]> {
-        let end = self.rest.iter().position(|&c| c == 0)?;
-        let s = &self.rest[..end];
-        self.rest = &self.rest[end + 1..];
-        Some(s)
-    }
-
-    /// Everything not read yet.
-    pub fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.rest)
-    }
-
-    /// Whether everything was read.
-    pub fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
 }
 
 /// The crate's [`pgssl::wire::ErrorResponse`] decoder over an `E` (or `N`) message read by
@@ -237,27 +208,10 @@ pub fn send<W: Write>(w: &mut W, buf: &BytesMut) -> io::Result<()> {
     w.flush()
 }
 
-/// The values of a DataRow body as text (None: NULL); `None` when the body is shorter than
-/// its column count and lengths say, or longer (libpq: `insufficient data in "D" message`).
-pub fn parse_data_row(body: &[u8]) -> Option<Vec<Option<String>>> {
-    let mut r = Reader::new(body);
-    let n = r.u16()?;
-    let mut row = Vec::with_capacity(usize::from(n).min(body.len() / 4));
-    for _ in 0..n {
-        let len = r.i32()?;
-        let value = match usize::try_from(len) {
-            Ok(len) => Some(String::from_utf8_lossy(r.bytes(len)?).into_owned()),
-            Err(_) if len == -1 => None,
-            Err(_) => return None,
-        };
-        row.push(value);
-    }
-    r.is_empty().then_some(row)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fallible_iterator::FallibleIterator;
 
     #[test]
     fn bad_lengths_are_refused_before_allocating() {
@@ -277,31 +231,115 @@ mod tests {
         assert!(read_message(&mut &b""[..], 10).unwrap().is_none());
     }
 
+    /// The hand-written backend messages are what postgres-protocol decodes.
     #[test]
-    fn data_row_is_bounds_checked() {
+    fn backend_writers_round_trip_through_postgres_protocol() {
         let mut b = BytesMut::new();
         data_row(&mut b, &[Some("a".into()), None]);
-        let body = &b[5..];
-        assert_eq!(parse_data_row(body), Some(vec![Some("a".to_owned()), None]));
-        for cut in 0..body.len() {
-            assert_eq!(parse_data_row(&body[..cut]), None);
+        let m = read_message(&mut &b[..], 1 << 20).unwrap().unwrap();
+        let Ok(backend::Message::DataRow(row)) = m.backend() else {
+            panic!("not a DataRow")
+        };
+        let ranges: Vec<_> = row.ranges().collect().unwrap();
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(&row.buffer()[ranges[0].clone().unwrap()], b"a");
+        assert!(ranges[1].is_none());
+
+        let mut b = BytesMut::new();
+        row_description(&mut b, &["ssl", "version"]);
+        parameter_status(&mut b, "server_version", "17.0");
+        backend_key_data(&mut b, 7, &[1, 2, 3, 4]);
+        command_complete(&mut b, "SELECT 1");
+        ready_for_query(&mut b);
+        auth(&mut b, 5, b"salt");
+        let mut r = &b[..];
+        let mut seen = Vec::new();
+        while let Some(m) = read_message(&mut r, 1 << 20).unwrap() {
+            seen.push(match m.backend() {
+                Ok(backend::Message::RowDescription(d)) => d.fields().count().unwrap(),
+                Ok(backend::Message::ParameterStatus(p)) => {
+                    assert_eq!(p.name().unwrap(), "server_version");
+                    assert_eq!(p.value().unwrap(), "17.0");
+                    1
+                }
+                Ok(backend::Message::BackendKeyData(k)) => {
+                    assert_eq!((k.process_id(), k.secret_key()), (7, 0x0102_0304));
+                    1
+                }
+                Ok(backend::Message::CommandComplete(c)) => {
+                    assert_eq!(c.tag().unwrap(), "SELECT 1");
+                    1
+                }
+                Ok(backend::Message::ReadyForQuery(z)) => usize::from(z.status() == b'I'),
+                Ok(backend::Message::AuthenticationMd5Password(m)) => {
+                    usize::from(&m.salt() == b"salt")
+                }
+                _ => panic!("{:?} not decoded", m.tag as char),
+            });
         }
-        assert_eq!(parse_data_row(b"\xff\xff\x00\x00\x00\x01"), None);
+        assert_eq!(seen, [2, 1, 1, 1, 1, 1]);
     }
 
-    /// Truncated and arbitrary bodies never panic the cursor.
+    /// postgres-protocol's decoder on the hostile servers' messages (an empty 'R', MD5 without
+    /// its salt, a short DataRow) and on truncated or arbitrary bodies of every type: an
+    /// error, never a panic.
     #[test]
-    fn reader_never_panics() {
+    fn postgres_protocol_decoder_never_panics() {
+        for (tag, body) in [
+            (b'R', &b""[..]),
+            (b'R', b"\0\0\0\x05"),
+            (b'R', b"\0\0\0\x05ab"),
+            (b'R', b"\0\0\0\x0a"),
+            (b'R', b"\0\0\0\x0aSCRAM-SHA-256"),
+            (b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0x"),
+            (b'D', b"\0"),
+            (b'D', b"\0\x01\0\0\0\x05ab"),
+            (b'D', b"\xff\xff\0\0\0\x01"),
+            (b'v', b"\0\0\0\0"),
+        ] {
+            assert!(!decodes(tag, body), "{:?} {body:?}", tag as char);
+        }
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..2000 {
+        let mut next = move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            let body: Vec<u8> = seed.to_le_bytes()[..(seed % 9) as usize].to_vec();
-            let mut r = Reader::new(&body);
-            let _ = (r.u16(), r.i32(), r.cstr(), r.bytes(3), r.u32());
-            let _ = parse_data_row(&body);
-            let _ = get_cstr(&body, &mut 100);
+            seed
+        };
+        let tags = b"123AcCdDEGHIKnNRsStTZv";
+        for i in 0..20_000 {
+            let tag = tags[i % tags.len()];
+            let len = (next() % 24) as usize;
+            let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if tag == b'R' && body.len() >= 4 {
+                body[..3].fill(0);
+                body[3] %= 14;
+            }
+            let _ = decodes(tag, &body);
         }
+    }
+
+    /// Whether postgres-protocol decodes the message, its rows, lists and fields included.
+    fn decodes(tag: u8, body: &[u8]) -> bool {
+        match parse_backend(tag, body) {
+            Ok(backend::Message::DataRow(row)) => row.ranges().count().is_ok(),
+            Ok(backend::Message::AuthenticationSasl(list)) => list.mechanisms().count().is_ok(),
+            Ok(backend::Message::ErrorResponse(e)) => e.fields().count().is_ok(),
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Truncated and arbitrary bodies never panic the C string reader.
+    #[test]
+    fn get_cstr_never_panics() {
+        for body in [&b""[..], b"a", b"a\0", b"\0\0"] {
+            for pos in 0..4 {
+                let mut p = pos;
+                let _ = get_cstr(body, &mut p);
+            }
+        }
+        let mut p = 100;
+        assert_eq!(get_cstr(b"a\0", &mut p), None);
     }
 }

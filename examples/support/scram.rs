@@ -1,21 +1,38 @@
-//! The client side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802, RFC 7677), with libpq's
-//! rules from fe-auth-scram.c: the server's messages are parsed as bytes with every bound
-//! checked, each malformed one is an error with libpq's text, the server signature is compared
-//! in constant time, and the exchange only counts as complete once that signature verified.
-//! Shared by the examples through `#[path]`.
+//! The client side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS with libpq's rules. Shared by the
+//! examples through `#[path]`.
+//!
+//! postgres-protocol's `ScramSha256` runs the exchange: the nonce, SASLprep, PBKDF2, the client
+//! proof, the GS2 header and channel-binding data (`ChannelBinding::tls_server_end_point`,
+//! `unrequested` for libpq's `y`, `unsupported` for `n`) and the server signature's
+//! constant-time check. This file keeps only what libpq (fe-auth-scram.c) does beyond it:
+//!
+//! - **libpq's parser in front of it.** Each server message is first checked as libpq reads it
+//!   ([`check_server_first`], [`check_server_final`]), so that a malformed one fails with
+//!   libpq's `malformed SCRAM message (…)` / `invalid SCRAM response (nonce mismatch)` texts
+//!   (postgres-protocol's errors are its own: "unexpected character at byte 0 …", "invalid
+//!   nonce"), and so that an iteration count libpq refuses (0, past `i32::MAX`), a NUL inside a
+//!   message or an `e=` error from the server get libpq's treatment. Only a message that passed
+//!   is handed to `ScramSha256::update` / `finish`.
+//! - **The state libpq keeps** (`fe_scram_state_enum`): SASLFinal before the server-first
+//!   message is refused with libpq's text, a message after the exchange with "invalid SCRAM
+//!   exchange state", and the exchange counts as finished (and channel-bound) only once
+//!   `ScramSha256::finish` accepted the server signature: connect.rs accepts AuthenticationOk
+//!   after a SCRAM exchange only then. The state also guarantees `ScramSha256::message` is
+//!   called only when it has a message (it panics after `finish` or a failed `update`).
+//!
+//! Where postgres-protocol is stricter than libpq, its refusal stands and is reported as libpq
+//! reports a failure to build the client-final-message, `could not calculate client proof:
+//! REASON`: an iteration count above 100000 (postgres-protocol's cap against a server forcing
+//! an unbounded PBKDF2 loop; libpq accepts up to 2147483647), a nonce outside RFC 5802's
+//! printable characters, or a salt whose base64 has non-zero padding bits.
 #![allow(dead_code)]
 
-use openssl::hash::{MessageDigest, hash};
-use openssl::pkey::PKey;
-use openssl::sign::Signer;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+
+pub use postgres_protocol::authentication::sasl::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
 
 /// SCRAM-SHA-256's key length (SHA-256 output).
 const KEY_LEN: usize = 32;
-
-/// The mechanism names.
-pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
-/// The channel-binding variant.
-pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// Where the exchange is, as libpq's `fe_scram_state_enum`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +43,8 @@ enum State {
     ProofSent,
     /// Server signature verified.
     Finished,
+    /// A message was refused: the exchange is over (and `ScramSha256` may have no message).
+    Failed,
 }
 
 /// How the client binds to the channel: the GS2 header's flag.
@@ -39,73 +58,54 @@ pub enum Binding {
     No,
 }
 
-impl Binding {
-    fn gs2_header(&self) -> &'static str {
-        match self {
-            Binding::Plus(_) => "p=tls-server-end-point,,",
-            Binding::CouldBind => "y,,",
-            Binding::No => "n,,",
-        }
-    }
-}
-
 /// One SCRAM exchange on the client side.
 pub struct ScramClient {
+    scram: ScramSha256,
     state: State,
-    password: String,
-    binding: Binding,
+    plus: bool,
+    /// The nonce in the client-first-message, for libpq's nonce check.
     client_nonce: Vec<u8>,
-    client_first_bare: Vec<u8>,
-    salted_password: [u8; KEY_LEN],
-    /// client-first-message-bare "," server-first-message "," client-final-without-proof.
-    auth_message: Vec<u8>,
-}
-
-/// What the server-first-message carries.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ServerFirst<'a> {
-    /// The combined nonce (client's, then server's).
-    pub nonce: &'a [u8],
-    /// The decoded salt.
-    pub salt: Vec<u8>,
-    /// The iteration count (1 ..= i32::MAX, as libpq's `int`).
-    pub iterations: u32,
 }
 
 impl ScramClient {
-    /// Starts an exchange with a fresh 18-byte nonce; returns the state and the
+    /// Starts an exchange (postgres-protocol draws the nonce); returns the state and the
     /// client-first-message to send in SASLInitialResponse.
-    pub fn start(password: &str, binding: Binding) -> Result<(ScramClient, Vec<u8>), String> {
-        let mut raw = [0u8; 18];
-        openssl::rand::rand_bytes(&mut raw).map_err(|_| "could not generate nonce".to_owned())?;
-        let nonce = openssl::base64::encode_block(&raw);
-        Ok(ScramClient::with_nonce(password, binding, nonce.as_bytes()))
-    }
-
-    /// [`ScramClient::start`] with a given nonce (for tests).
-    pub fn with_nonce(password: &str, binding: Binding, nonce: &[u8]) -> (ScramClient, Vec<u8>) {
-        let mut bare = b"n=,r=".to_vec();
-        bare.extend_from_slice(nonce);
-        let mut first = binding.gs2_header().as_bytes().to_vec();
-        first.extend_from_slice(&bare);
-        let c = ScramClient {
-            state: State::NonceSent,
-            password: password.to_owned(),
-            binding,
-            client_nonce: nonce.to_vec(),
-            client_first_bare: bare,
-            salted_password: [0; KEY_LEN],
-            auth_message: Vec::new(),
+    pub fn start(password: &str, binding: Binding) -> (ScramClient, Vec<u8>) {
+        let plus = matches!(binding, Binding::Plus(_));
+        let binding = match binding {
+            Binding::Plus(hash) => ChannelBinding::tls_server_end_point(hash),
+            Binding::CouldBind => ChannelBinding::unrequested(),
+            Binding::No => ChannelBinding::unsupported(),
         };
-        (c, first)
+        let scram = ScramSha256::new(password.as_bytes(), binding);
+        // client-first-message: GS2 header, then "n=,r=" and the nonce.
+        let first = scram.message().to_vec();
+        let client_nonce = first
+            .windows(5)
+            .position(|w| w == b"n=,r=")
+            .map(|at| first[at + 5..].to_vec())
+            .unwrap_or_default();
+        let client = ScramClient {
+            scram,
+            state: State::NonceSent,
+            plus,
+            client_nonce,
+        };
+        (client, first)
     }
 
     /// The mechanism this exchange runs.
     pub fn mechanism(&self) -> &'static str {
-        match self.binding {
-            Binding::Plus(_) => SCRAM_SHA_256_PLUS,
-            _ => SCRAM_SHA_256,
+        if self.plus {
+            SCRAM_SHA_256_PLUS
+        } else {
+            SCRAM_SHA_256
         }
+    }
+
+    /// The nonce of the client-first-message.
+    pub fn client_nonce(&self) -> &[u8] {
+        &self.client_nonce
     }
 
     /// Whether the server signature was verified (libpq's `client_finished_auth` for SCRAM).
@@ -116,96 +116,40 @@ impl ScramClient {
     /// libpq's `scram_channel_bound`: SCRAM-SHA-256-PLUS was used *and* the exchange
     /// completed with a verified server signature.
     pub fn channel_bound(&self) -> bool {
-        self.finished() && matches!(self.binding, Binding::Plus(_))
+        self.finished() && self.plus
     }
 
     /// Handles the data of an AuthenticationSASLContinue (`is_final` false) or
     /// AuthenticationSASLFinal (`is_final` true); returns what to send back in a
     /// SASLResponse, if anything. Errors are libpq's texts.
     pub fn exchange(&mut self, input: &[u8], is_final: bool) -> Result<Option<Vec<u8>>, String> {
+        let state = std::mem::replace(&mut self.state, State::Failed);
         check_input(input)?;
-        match self.state {
+        match state {
             State::NonceSent => {
-                let reply = self.client_final(input)?;
+                check_server_first(input, &self.client_nonce)?;
+                self.scram
+                    .update(input)
+                    .map_err(|e| format!("could not calculate client proof: {e}"))?;
                 if is_final {
                     return Err("AuthenticationSASLFinal received from server, but SASL authentication was not completed".into());
                 }
                 self.state = State::ProofSent;
-                Ok(Some(reply))
+                Ok(Some(self.scram.message().to_vec()))
             }
             State::ProofSent => {
-                let signature = parse_server_final(input)?;
-                if !self.verify(&signature) {
-                    return Err("incorrect server signature".into());
-                }
+                check_server_final(input)?;
+                // The message is well-formed (checked above): a refusal here is the
+                // signature's.
+                self.scram
+                    .finish(input)
+                    .map_err(|_| "incorrect server signature".to_owned())?;
                 self.state = State::Finished;
                 Ok(None)
             }
-            State::Finished => Err("invalid SCRAM exchange state".into()),
+            State::Finished | State::Failed => Err("invalid SCRAM exchange state".into()),
         }
     }
-
-    /// Parses the server-first-message and builds the client-final-message.
-    fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
-        let first = parse_server_first(server_first, &self.client_nonce)?;
-        let mut cbind = self.binding.gs2_header().as_bytes().to_vec();
-        if let Binding::Plus(hash) = &self.binding {
-            cbind.extend_from_slice(hash);
-        }
-        let mut without_proof = b"c=".to_vec();
-        without_proof.extend_from_slice(openssl::base64::encode_block(&cbind).as_bytes());
-        without_proof.extend_from_slice(b",r=");
-        without_proof.extend_from_slice(first.nonce);
-        openssl::pkcs5::pbkdf2_hmac(
-            self.password.as_bytes(),
-            &first.salt,
-            first.iterations as usize,
-            MessageDigest::sha256(),
-            &mut self.salted_password,
-        )
-        .map_err(|e| format!("could not calculate client proof: {e}"))?;
-        self.auth_message = [
-            &self.client_first_bare[..],
-            b",",
-            server_first,
-            b",",
-            &without_proof,
-        ]
-        .concat();
-        let client_key = hmac(&self.salted_password, b"Client Key")?;
-        let stored_key = hash(MessageDigest::sha256(), &client_key)
-            .map_err(|e| format!("could not calculate client proof: {e}"))?;
-        let client_signature = hmac(&stored_key, &self.auth_message)?;
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&client_signature)
-            .map(|(k, s)| k ^ s)
-            .collect();
-        let mut out = without_proof;
-        out.extend_from_slice(b",p=");
-        out.extend_from_slice(openssl::base64::encode_block(&proof).as_bytes());
-        Ok(out)
-    }
-
-    /// Compares the server's signature with the expected one in constant time.
-    fn verify(&self, signature: &[u8; KEY_LEN]) -> bool {
-        let Ok(server_key) = hmac(&self.salted_password, b"Server Key") else {
-            return false;
-        };
-        match hmac(&server_key, &self.auth_message) {
-            Ok(expected) => expected.len() == KEY_LEN && openssl::memcmp::eq(&expected, signature),
-            Err(_) => false,
-        }
-    }
-}
-
-/// HMAC-SHA-256.
-fn hmac(key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
-    let fail = |e: openssl::error::ErrorStack| format!("could not calculate client proof: {e}");
-    let k = PKey::hmac(key).map_err(fail)?;
-    let mut s = Signer::new(MessageDigest::sha256(), &k).map_err(fail)?;
-    s.update(data).map_err(fail)?;
-    s.sign_to_vec().map_err(fail)
 }
 
 /// libpq's checks on any server message after the first: not empty, and no NUL inside
@@ -249,11 +193,9 @@ fn read_attr<'a>(input: &mut &'a [u8], attr: u8) -> Result<&'a [u8], String> {
     }
 }
 
-/// Parses a server-first-message (`r=…,s=…,i=…`) for a client that sent `client_nonce`.
-pub fn parse_server_first<'a>(
-    input: &'a [u8],
-    client_nonce: &[u8],
-) -> Result<ServerFirst<'a>, String> {
+/// Checks a server-first-message (`r=…,s=…,i=…`) for a client that sent `client_nonce` as
+/// libpq's `read_server_first_message` does.
+pub fn check_server_first(input: &[u8], client_nonce: &[u8]) -> Result<(), String> {
     check_input(input)?;
     let mut rest = input;
     let nonce = read_attr(&mut rest, b'r')?;
@@ -262,9 +204,9 @@ pub fn parse_server_first<'a>(
         return Err("invalid SCRAM response (nonce mismatch)".into());
     }
     let salt = read_attr(&mut rest, b's')?;
-    let salt = decode_base64(salt).ok_or("malformed SCRAM message (invalid salt)")?;
+    decode_base64(salt).ok_or("malformed SCRAM message (invalid salt)")?;
     let iterations = read_attr(&mut rest, b'i')?;
-    let iterations = std::str::from_utf8(iterations)
+    std::str::from_utf8(iterations)
         .ok()
         .and_then(|s| s.parse::<i32>().ok())
         .filter(|&i| i >= 1)
@@ -272,16 +214,12 @@ pub fn parse_server_first<'a>(
     if !rest.is_empty() {
         return Err("malformed SCRAM message (garbage at end of server-first-message)".into());
     }
-    Ok(ServerFirst {
-        nonce,
-        salt,
-        iterations: iterations as u32,
-    })
+    Ok(())
 }
 
-/// Parses a server-final-message (`v=…`, or `e=…` for the server's error) into the
-/// 32-byte server signature.
-pub fn parse_server_final(input: &[u8]) -> Result<[u8; KEY_LEN], String> {
+/// Checks a server-final-message (`v=…`, or `e=…` for the server's error) as libpq's
+/// `read_server_final_message` does: `v=` must carry 32 bytes of base64.
+pub fn check_server_final(input: &[u8]) -> Result<(), String> {
     check_input(input)?;
     let mut rest = input;
     if input.first() == Some(&b'e') {
@@ -295,9 +233,10 @@ pub fn parse_server_final(input: &[u8]) -> Result<[u8; KEY_LEN], String> {
     if !rest.is_empty() {
         return Err("malformed SCRAM message (garbage at end of server-final-message)".into());
     }
-    decode_base64(v)
-        .and_then(|sig| <[u8; KEY_LEN]>::try_from(sig).ok())
-        .ok_or_else(|| "malformed SCRAM message (invalid server signature)".into())
+    match decode_base64(v) {
+        Some(signature) if signature.len() == KEY_LEN => Ok(()),
+        _ => Err("malformed SCRAM message (invalid server signature)".into()),
+    }
 }
 
 /// Strict base64 (the alphabet, `=` padding, a length that is a multiple of 4), as
@@ -317,19 +256,51 @@ mod tests {
     const NONCE: &[u8] = b"rOprNGfwEbeRWgbNEkqO";
 
     fn client() -> ScramClient {
-        ScramClient::with_nonce("pencil", Binding::No, NONCE).0
+        ScramClient::start("pencil", Binding::No).0
+    }
+
+    /// A server-first-message continuing `c`'s nonce.
+    fn server_first(c: &ScramClient, rest: &str) -> Vec<u8> {
+        [b"r=", c.client_nonce(), b"srv", rest.as_bytes()].concat()
+    }
+
+    #[test]
+    fn client_first_message_is_libpqs() {
+        for (binding, header, mechanism) in [
+            (Binding::No, "n,,", SCRAM_SHA_256),
+            (Binding::CouldBind, "y,,", SCRAM_SHA_256),
+            (
+                Binding::Plus(vec![1; 32]),
+                "p=tls-server-end-point,,",
+                SCRAM_SHA_256_PLUS,
+            ),
+        ] {
+            let (c, first) = ScramClient::start("pencil", binding);
+            let want = [header.as_bytes(), b"n=,r=", c.client_nonce()].concat();
+            assert_eq!(first, want);
+            assert_eq!(c.client_nonce().len(), 24);
+            assert_eq!(c.mechanism(), mechanism);
+        }
     }
 
     #[test]
     fn server_first_ok() {
-        let f = parse_server_first(
+        check_server_first(
             b"r=rOprNGfwEbeRWgbNEkqOsrv,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
             NONCE,
         )
         .unwrap();
-        assert_eq!(f.nonce, b"rOprNGfwEbeRWgbNEkqOsrv");
-        assert_eq!(f.iterations, 4096);
-        assert_eq!(f.salt.len(), 16);
+        let mut c = client();
+        let reply = c
+            .exchange(
+                &server_first(&c, ",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"),
+                false,
+            )
+            .unwrap()
+            .unwrap();
+        let want = [b"c=biws,r=", c.client_nonce(), b"srv,p="].concat();
+        assert!(reply.starts_with(&want), "{reply:?}");
+        assert!(!c.finished());
     }
 
     #[test]
@@ -339,6 +310,10 @@ mod tests {
             (b"r=x\0", "malformed SCRAM message (length mismatch)"),
             (
                 "\u{e9}=x".as_bytes(),
+                "malformed SCRAM message (attribute \"r\" expected)",
+            ),
+            (
+                "\u{20ac}=x,r=abc,s=c2FsdA==,i=4096".as_bytes(),
                 "malformed SCRAM message (attribute \"r\" expected)",
             ),
             (
@@ -359,6 +334,10 @@ mod tests {
                 "malformed SCRAM message (invalid iteration count)",
             ),
             (
+                b"r=rOprNGfwEbeRWgbNEkqO,s=AAAA,i=4294967296",
+                "malformed SCRAM message (invalid iteration count)",
+            ),
+            (
                 b"r=rOprNGfwEbeRWgbNEkqO,s=AAAA,i=4294967297",
                 "malformed SCRAM message (invalid iteration count)",
             ),
@@ -373,11 +352,52 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(
-                parse_server_first(input, NONCE).unwrap_err(),
+                check_server_first(input, NONCE).unwrap_err(),
                 *want,
                 "{input:?}"
             );
         }
+    }
+
+    /// The same messages through the exchange, with this client's nonce: libpq's texts, not
+    /// postgres-protocol's.
+    #[test]
+    fn exchange_errors_are_libpq_texts() {
+        for (rest, want) in [
+            (",s=!!!!,i=1", "malformed SCRAM message (invalid salt)"),
+            (
+                ",s=AAAA,i=0",
+                "malformed SCRAM message (invalid iteration count)",
+            ),
+            (
+                ",s=AAAA,i=4294967296",
+                "malformed SCRAM message (invalid iteration count)",
+            ),
+            (
+                ",s=AAAA,i=1,x",
+                "malformed SCRAM message (garbage at end of server-first-message)",
+            ),
+        ] {
+            let mut c = client();
+            let e = c.exchange(&server_first(&c, rest), false).unwrap_err();
+            assert_eq!(e, want, "{rest}");
+            assert_eq!(
+                c.exchange(b"v=AAAA", true).unwrap_err(),
+                "invalid SCRAM exchange state"
+            );
+        }
+    }
+
+    /// postgres-protocol's cap on the iteration count stands, reported as libpq reports a
+    /// client proof it could not compute.
+    #[test]
+    fn iteration_cap_is_postgres_protocols() {
+        let mut c = client();
+        let e = c
+            .exchange(&server_first(&c, ",s=AAAA,i=100001"), false)
+            .unwrap_err();
+        assert!(e.starts_with("could not calculate client proof: "), "{e}");
+        assert!(!c.finished());
     }
 
     #[test]
@@ -395,7 +415,11 @@ mod tests {
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(parse_server_final(input).unwrap_err(), *want, "{input:?}");
+            assert_eq!(check_server_final(input).unwrap_err(), *want, "{input:?}");
+            let mut c = client();
+            c.exchange(&server_first(&c, ",s=AAAA,i=1"), false).unwrap();
+            assert_eq!(c.exchange(input, true).unwrap_err(), *want, "{input:?}");
+            assert!(!c.finished() && !c.channel_bound());
         }
     }
 
@@ -403,7 +427,7 @@ mod tests {
     fn final_before_first_is_refused() {
         let mut c = client();
         let e = c
-            .exchange(b"r=rOprNGfwEbeRWgbNEkqOx,s=AAAA,i=1", true)
+            .exchange(&server_first(&c, ",s=AAAA,i=1"), true)
             .unwrap_err();
         assert_eq!(
             e,
@@ -414,16 +438,22 @@ mod tests {
 
     #[test]
     fn wrong_signature_is_refused_and_not_finished() {
-        let mut c = client();
-        c.exchange(b"r=rOprNGfwEbeRWgbNEkqOx,s=AAAA,i=1", false)
-            .unwrap();
-        let sig = openssl::base64::encode_block(&[0u8; 32]);
-        let e = c.exchange(format!("v={sig}").as_bytes(), true).unwrap_err();
-        assert_eq!(e, "incorrect server signature");
-        assert!(!c.finished() && !c.channel_bound());
+        for binding in [Binding::No, Binding::Plus(vec![7; 32])] {
+            let (mut c, _) = ScramClient::start("pencil", binding);
+            c.exchange(&server_first(&c, ",s=AAAA,i=1"), false).unwrap();
+            let sig = openssl::base64::encode_block(&[0u8; 32]);
+            let e = c.exchange(format!("v={sig}").as_bytes(), true).unwrap_err();
+            assert_eq!(e, "incorrect server signature");
+            assert!(!c.finished() && !c.channel_bound());
+            assert_eq!(
+                c.exchange(b"v=AAAA", true).unwrap_err(),
+                "invalid SCRAM exchange state"
+            );
+        }
     }
 
-    /// Arbitrary and truncated inputs never panic (a small deterministic fuzz loop).
+    /// Arbitrary and truncated inputs, at every step, never panic (a small deterministic fuzz
+    /// loop): postgres-protocol's parser and `ScramSha256::message` included.
     #[test]
     fn arbitrary_input_never_panics() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -433,8 +463,9 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let valid = b"r=rOprNGfwEbeRWgbNEkqOsrv,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1";
-        for i in 0..4000 {
+        for i in 0..3000 {
+            let mut c = client();
+            let valid = server_first(&c, ",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1");
             let mut input: Vec<u8> = if i % 2 == 0 {
                 valid[..(next() as usize) % (valid.len() + 1)].to_vec()
             } else {
@@ -444,11 +475,20 @@ mod tests {
                 let at = next() as usize % input.len();
                 input[at] = next() as u8;
             }
-            let _ = parse_server_first(&input, NONCE);
-            let _ = parse_server_final(&input);
-            let mut c = client();
+            let _ = check_server_first(&input, NONCE);
+            let _ = check_server_final(&input);
             let _ = c.exchange(&input, i % 5 == 0);
             let _ = c.exchange(&input, true);
+            let _ = c.exchange(&input, false);
+            // A valid first message, then arbitrary final ones.
+            let mut c = client();
+            let valid = server_first(&c, ",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1");
+            if c.exchange(&valid, false).is_ok() {
+                let mut fin = b"v=".to_vec();
+                fin.extend_from_slice(&input);
+                let _ = c.exchange(&fin, i % 2 == 0);
+                let _ = c.exchange(&input, true);
+            }
         }
     }
 }
