@@ -20,9 +20,6 @@ pub enum SessionError {
     /// connection. See [`SessionInfo::check_client_names`].
     #[error("SSL certificate's common name contains embedded null")]
     CommonNameNul,
-    /// The client certificate's DN has a NUL byte.
-    #[error("SSL certificate's distinguished name contains embedded null")]
-    DistinguishedNameNul,
     /// No handshake has completed: OpenSSL reports no protocol version.
     #[error("no SSL session established")]
     NotEstablished,
@@ -67,8 +64,8 @@ pub struct SessionInfo {
 
 /// The peer's certificate, as PostgreSQL reads it.
 ///
-/// Reading never fails on what the names contain: a NUL byte in the CN or the DN is kept (as
-/// U+0000) and flagged ([`cn_has_nul`](Self::cn_has_nul), [`dn_has_nul`](Self::dn_has_nul)).
+/// Reading never fails on what the names contain: a NUL byte in the CN is kept (as U+0000) and
+/// flagged ([`cn_has_nul`](Self::cn_has_nul)); the DN is RFC 2253 text, where a NUL is `\00`.
 /// libpq connects to such a server under `sslmode=require` and `verify-ca` (only verify-full
 /// checks names, and refuses them there); PostgreSQL refuses such a client, which
 /// [`SessionInfo::check_client_names`] does.
@@ -82,8 +79,6 @@ pub struct PeerCertificate {
     /// The subject in RFC 2253 form (`CN=ssltestuser-dn,OU=Testing,OU=Engineering,O=PGDG`),
     /// what `clientname=DN` compares.
     pub dn: String,
-    /// Whether that DN contains a NUL byte.
-    pub dn_has_nul: bool,
     /// pg_stat_ssl's `client_dn` (`/CN=ssltestuser`).
     pub subject: String,
     /// pg_stat_ssl's `client_serial`, in decimal.
@@ -172,14 +167,14 @@ impl SessionInfo {
     }
 
     /// PostgreSQL's check of a client certificate's names once the handshake is done
-    /// (be-secure-openssl.c): a CN or a DN with an embedded NUL closes the connection, with
-    /// "SSL certificate's common name contains embedded null" (or "distinguished name") in
-    /// the log. Server side only: a client (libpq) checks names only under verify-full, with
-    /// [`crate::tls::ClientTls::check_established`].
+    /// (be-secure-openssl.c): a CN with an embedded NUL closes the connection, with "SSL
+    /// certificate's common name contains embedded null" in the log. (PostgreSQL checks the
+    /// DN the same way, but its RFC 2253 form escapes a NUL as `\00`, as pgssl's does, so that
+    /// check can never fire and pgssl has none.) Server side only: a client (libpq) checks
+    /// names only under verify-full, with [`crate::tls::ClientTls::check_established`].
     pub fn check_client_names(&self) -> Result<(), SessionError> {
         match &self.peer {
             Some(p) if p.cn_has_nul => Err(SessionError::CommonNameNul),
-            Some(p) if p.dn_has_nul => Err(SessionError::DistinguishedNameNul),
             _ => Ok(()),
         }
     }
@@ -312,7 +307,6 @@ impl PeerCertificate {
         Ok(PeerCertificate {
             cn,
             cn_has_nul,
-            dn_has_nul: dn.contains(&0),
             dn: String::from_utf8_lossy(&dn).into_owned(),
             subject: pg_name(cert.subject_name())?,
             serial,
@@ -396,7 +390,6 @@ mod tests {
             cn: Some("ssltestuser".to_owned()),
             cn_has_nul: false,
             dn: "CN=ssltestuser".to_owned(),
-            dn_has_nul: false,
             subject: "/CN=ssltestuser".to_owned(),
             serial: "42".to_owned(),
             issuer: "/CN=Test CA".to_owned(),

@@ -172,7 +172,6 @@ mod tests {
             cn: Some(cn.to_owned()),
             cn_has_nul: false,
             dn: dn.to_owned(),
-            dn_has_nul: false,
             subject: format!("/CN={cn}"),
             serial: "1".to_owned(),
             issuer: "/CN=ca".to_owned(),
