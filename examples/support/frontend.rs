@@ -310,6 +310,11 @@ impl Frontend {
         mut settings: Vec<(String, String)>,
         hba_text: &str,
     ) -> Result<Frontend, Box<dyn std::error::Error>> {
+        // Setting names are case-insensitive, as PostgreSQL's (and pgssl's `set`): the
+        // example's own checks below compare lower-case names.
+        for (name, _) in &mut settings {
+            name.make_ascii_lowercase();
+        }
         let authentication_timeout = take_authentication_timeout(&mut settings)?;
         let hba = parse_hba(hba_text)?;
         let ssl = tls_config(&settings, &None)?.ssl_enabled();

@@ -677,6 +677,36 @@ fn server_authentication_timeout() {
     assert!(out.success(), "{out}");
 }
 
+/// Setting names are case-insensitive, as PostgreSQL's: `-c SSL_CERT_FILE=…` uses the file (no
+/// certificate is generated) and `-c Authentication_Timeout=…` is taken.
+#[test]
+fn server_setting_names_are_case_insensitive() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = example_proc::key_copy(dir.path(), "server-localhost.key");
+    let server = Example::server(&[
+        "-c",
+        &format!(
+            "SSL_CERT_FILE={}",
+            cert("server-localhost+server_ca.crt").display()
+        ),
+        "-c",
+        &format!("Ssl_Key_File={}", key.display()),
+        "-c",
+        "Authentication_Timeout=5",
+    ]);
+    assert!(
+        server.cert.is_none(),
+        "a certificate was generated although SSL_CERT_FILE was given"
+    );
+    let conninfo = format!(
+        "host=localhost port={} user=postgres sslmode=verify-full sslrootcert={} connect_timeout=10",
+        server.port,
+        cert("root_ca.crt").display()
+    );
+    let out = psql(&conninfo, "select 1");
+    assert!(out.success(), "{out}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. SIGHUP with a broken certificate keeps the old TLS configuration
 
