@@ -6,6 +6,9 @@ use std::io;
 
 use openssl::ssl::{Ssl, SslRef};
 
+use log::warn;
+
+use super::error::ssl_error_stack;
 use super::stream::{PgStream, TlsLayer};
 use crate::HandshakeInfo;
 use crate::server::Startup;
@@ -143,11 +146,21 @@ impl<'t> ServerDriver<'t> {
 
     /// `n` bytes were read into [`input`](Self::input) (0: end of stream; a connection reset
     /// is an end of stream too, as PostgreSQL treats it).
+    ///
+    /// An error of the TLS stream (a client that tries to renegotiate, an alert) ends the
+    /// connection as PostgreSQL's `be_tls_read` ends it: logged as `SSL error: <OpenSSL's
+    /// reason>`, then taken as the end of the stream.
     pub(crate) fn handle_read(&mut self, read: io::Result<usize>) -> io::Result<()> {
         let n = match read {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
-            Err(e) => return Err(e),
+            Err(e) => match ssl_error_stack(&e) {
+                Some(stack) => {
+                    warn!("SSL error: {}", crate::tls::openssl_reason(stack));
+                    0
+                }
+                None => return Err(e),
+            },
         };
         if n == 0 {
             self.neg.handle_eof();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use openssl::ssl::{Ssl, SslRef};
 
-use super::error::{AuthFailure, ConnectError};
+use super::error::{AuthFailure, ConnectError, ssl_error_stack};
 use super::stream::{PgStream, TlsLayer};
 use crate::HandshakeInfo;
 use crate::client::{ClientNegotiator, ClientOutcome, ClientOutput, SslMode, SslNegotiation};
@@ -669,11 +669,8 @@ fn is_eof(e: &ConnectError) -> bool {
 /// An I/O error on a TLS stream in libpq's form: "SSL error: <OpenSSL's reason>" (a refused
 /// client certificate arrives as an alert after the handshake), "SSL SYSCALL error: …".
 fn tls_io_error(e: io::Error) -> ConnectError {
-    let ssl = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>());
-    match ssl.and_then(|s| s.ssl_error()) {
-        Some(stack) if !stack.errors().is_empty() => ClientTlsError::handshake(stack).into(),
+    match ssl_error_stack(&e) {
+        Some(stack) => ClientTlsError::handshake(stack).into(),
         _ => match e.kind() {
             io::ErrorKind::UnexpectedEof => {
                 ClientTlsError::Syscall("EOF detected".to_owned()).into()

@@ -89,3 +89,12 @@ impl From<ConnectError> for AuthFailure {
         AuthFailure::Abort(e)
     }
 }
+
+/// OpenSSL's error stack inside an I/O error from a TLS stream (what the openssl crate and
+/// tokio-openssl wrap), when it has one.
+pub(crate) fn ssl_error_stack(e: &io::Error) -> Option<&openssl::error::ErrorStack> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>())
+        .and_then(openssl::ssl::Error::ssl_error)
+        .filter(|stack| !stack.errors().is_empty())
+}

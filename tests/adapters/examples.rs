@@ -677,6 +677,36 @@ fn server_authentication_timeout() {
     assert!(out.success(), "{out}");
 }
 
+/// A client that tries to renegotiate after the handshake (`openssl s_client`'s `R`, TLS 1.2):
+/// the server's TLS read fails, and it logs that as PostgreSQL's `be_tls_read` does, `SSL
+/// error: <OpenSSL's reason>`, not OpenSSL's raw error line.
+#[test]
+fn server_logs_a_tls_read_error_in_postgresql_words() {
+    let server = Example::server(&[]);
+    let mark = server.mark();
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-starttls", "postgres", "-tls1_2", "-connect"])
+        .arg(format!("127.0.0.1:{}", server.port))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the openssl CLI (scripts/test.sh installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    thread::sleep(Duration::from_secs(1));
+    stdin.write_all(b"R\n").unwrap();
+    let log = server.wait_log(mark, "SSL error: ");
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        log.contains("LOG:  SSL error: sslv3 alert handshake failure")
+            || log.contains("LOG:  SSL error: ssl/tls alert handshake failure"),
+        "{log}"
+    );
+    assert!(!log.contains("LOG:  error:"), "a raw OpenSSL line: {log}");
+}
+
 /// Setting names are case-insensitive, as PostgreSQL's: `-c SSL_CERT_FILE=…` uses the file (no
 /// certificate is generated) and `-c Authentication_Timeout=…` is taken.
 #[test]
