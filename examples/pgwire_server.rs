@@ -118,12 +118,18 @@ async fn serve(
                 log::info!("could not receive data from client: {e}");
             }
         }
-        Accepted::Cancel(c) => {
+        Accepted::Cancel {
+            cancel: c,
+            mut stream,
+            ..
+        } => {
             // pgwire's ConnectionManager keys connections by the key's bytes, whatever its
             // length (4 bytes in protocol 3.0, up to 256 in 3.2).
             let key = SecretKey::Bytes(Bytes::copy_from_slice(c.key()));
             let request = CancelRequest::new(c.pid() as i32, key);
             backend.on_cancel_request(request).await;
+            // Acted on: now the client may see the connection end (close_notify on TLS).
+            let _ = stream.shutdown().await;
         }
         Accepted::Refused(_) => {}
     }

@@ -318,10 +318,18 @@ fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer
                 log::info!("connection ended: {e}");
             }
         }
-        Accepted::Cancel(c) => match send_cancel(upstream, c.pid(), c.key()) {
-            Ok(()) => log::info!("cancel request for process {} forwarded upstream", c.pid()),
-            Err(e) => log::warn!("could not forward cancel request: {e}"),
-        },
+        Accepted::Cancel {
+            cancel: c,
+            mut stream,
+            ..
+        } => {
+            match send_cancel(upstream, c.pid(), c.key()) {
+                Ok(()) => log::info!("cancel request for process {} forwarded upstream", c.pid()),
+                Err(e) => log::warn!("could not forward cancel request: {e}"),
+            }
+            // Forwarded: now the client may see the connection end (close_notify on TLS).
+            let _ = stream.shutdown();
+        }
         _ => {}
     }
 }

@@ -59,7 +59,11 @@ fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketA
                 log::info!("could not receive data from client: {e}");
             }
         }
-        Accepted::Cancel(c) => {
+        Accepted::Cancel {
+            cancel: c,
+            mut stream,
+            ..
+        } => {
             let known = backend.backends.lock().unwrap().get(&c.pid()).copied();
             match known {
                 Some(key) if same_key(&key, c.key()) => {
@@ -71,6 +75,8 @@ fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketA
                     c.pid()
                 ),
             }
+            // Acted on: now the client may see the connection end (close_notify on TLS).
+            let _ = stream.shutdown();
         }
         Accepted::Refused(_) => {}
     }

@@ -30,9 +30,18 @@ pub enum Accepted<S, T> {
         /// The TLS session's facts, when TLS is in use.
         session: Option<SessionInfo>,
     },
-    /// A CancelRequest arrived (nothing has been sent back; a TLS stream was closed with
-    /// close_notify).
-    Cancel(Cancel),
+    /// A CancelRequest arrived; nothing has been sent back. Act on it, then close `stream`
+    /// (blocking: [`shutdown`](super::blocking::PgStream::shutdown); tokio:
+    /// `AsyncWriteExt::shutdown`), which sends close_notify on TLS: PostgreSQL signals the
+    /// backend before it closes the connection, and a client (libpq 17's encrypted cancel) takes
+    /// the close as "done".
+    #[non_exhaustive]
+    Cancel {
+        /// The request.
+        cancel: Cancel,
+        /// The connection it came on, to close once the cancel is acted on.
+        stream: PgStream<S, T>,
+    },
     /// The connection was refused; the ErrorResponse, if any, has been sent.
     Refused(Refusal),
 }
@@ -211,7 +220,11 @@ impl<'t> ServerDriver<'t> {
                     startup,
                 }
             }
-            ServerOutcome::Cancel(c) => Accepted::Cancel(c),
+            ServerOutcome::Cancel(cancel) => Accepted::Cancel {
+                cancel,
+                // A CancelRequest is read over the stream: it is there.
+                stream: stream.ok_or_else(|| io::Error::other("no stream"))?,
+            },
             ServerOutcome::Refuse(r) => Accepted::Refused(r),
         })
     }

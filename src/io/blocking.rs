@@ -282,30 +282,39 @@ pub fn accept<S: Read + Write + ReadTimeout>(
     }
 }
 
-/// What a refusal or a cancel still needs: the ErrorResponse (the peer may already be gone:
-/// the refusal stands either way), and close_notify on TLS, as PostgreSQL sends it (libpq
-/// 17's encrypted cancel reads until then).
+/// What a refusal still needs: the ErrorResponse (the peer may already be gone: the refusal
+/// stands either way), and close_notify on TLS, as PostgreSQL sends it. (A cancel is closed by
+/// the host once it has acted on it.)
 fn conclude<S: Read + Write + ReadTimeout>(conn: &mut PgStream<S>, outcome: &ServerOutcome) {
-    if let ServerOutcome::Refuse(r) = outcome
-        && let Some(bytes) = r.response_bytes()
-    {
+    let ServerOutcome::Refuse(r) = outcome else {
+        return;
+    };
+    if let Some(bytes) = r.response_bytes() {
         let _ = write_flush(conn, &bytes);
     }
-    if matches!(outcome, ServerOutcome::Startup(_)) {
-        return;
-    }
-    if let Inner::Tls(t) = conn.inner_mut() {
-        close_tls(&mut t.0);
-    }
+    let _ = conn.shutdown();
 }
 
-/// Sends close_notify, then drains whatever the peer has already sent (without waiting), so
-/// that closing the socket with unread bytes does not reset the connection under the peer's
-/// last read.
-fn close_tls<S: Read + Write + ReadTimeout>(s: &mut openssl::ssl::SslStream<Replay<S>>) {
-    if s.shutdown().is_err() {
-        return;
+impl<S: Read + Write + ReadTimeout> super::PgStream<S, TlsStream<S>> {
+    /// Ends the connection as PostgreSQL ends it: on TLS, close_notify, then whatever the peer
+    /// has already sent is drained (without waiting) so that closing the socket does not reset
+    /// the connection under the peer's last read; the socket itself closes when the stream is
+    /// dropped. Nothing to do in plaintext.
+    pub fn shutdown(&mut self) -> io::Result<()> {
+        match self.inner_mut() {
+            Inner::Tls(t) => close_tls(&mut t.0),
+            Inner::Plain(_) => Ok(()),
+        }
     }
+}
+/// Sends close_notify, then drains whatever the peer has already sent (without waiting).
+fn close_tls<S: Read + Write + ReadTimeout>(
+    s: &mut openssl::ssl::SslStream<Replay<S>>,
+) -> io::Result<()> {
+    s.shutdown().map_err(|e| {
+        e.into_io_error()
+            .unwrap_or_else(|e| io::Error::other(e.to_string()))
+    })?;
     let mut sink = [0u8; 1024];
     for _ in 0..16 {
         if !s.get_ref().get_ref().has_pending_input() {
@@ -316,6 +325,7 @@ fn close_tls<S: Read + Write + ReadTimeout>(s: &mut openssl::ssl::SslStream<Repl
             Ok(_) => {}
         }
     }
+    Ok(())
 }
 
 /// Reads at most `max` bytes into `input`, and then, on the plaintext stream, what has already

@@ -169,15 +169,14 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// What a refusal or a cancel still needs: the ErrorResponse (the refusal stands even if the
-/// peer is gone), and close_notify on TLS, as PostgreSQL sends it.
+/// What a refusal still needs: the ErrorResponse (the refusal stands even if the peer is
+/// gone), and close_notify on TLS, as PostgreSQL sends it. (A cancel is closed by the host once
+/// it has acted on it.)
 async fn conclude<S: AsyncRead + AsyncWrite + Unpin>(c: &mut PgStream<S>, outcome: &ServerOutcome) {
-    let response = match outcome {
-        ServerOutcome::Startup(_) => return,
-        ServerOutcome::Refuse(r) => r.response_bytes(),
-        ServerOutcome::Cancel(_) => None,
+    let ServerOutcome::Refuse(r) = outcome else {
+        return;
     };
-    if let Some(bytes) = response {
+    if let Some(bytes) = r.response_bytes() {
         let _ = write_flush(c, &bytes).await;
     }
     if let Inner::Tls(t) = c.inner_mut() {

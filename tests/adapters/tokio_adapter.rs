@@ -132,7 +132,14 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
                 password,
             }
         }
-        Ok(Accepted::Cancel(c)) => Seen::Cancel(c.pid()),
+        Ok(Accepted::Cancel {
+            cancel: c,
+            mut stream,
+            ..
+        }) => {
+            let _ = stream.shutdown().await;
+            Seen::Cancel(c.pid())
+        }
         Ok(Accepted::Refused(r)) => Seen::Refused(r.error().to_string()),
         Err(e) => Seen::Error(e.kind(), e.to_string()),
     }
@@ -730,8 +737,13 @@ async fn send_cancel_over_tls_and_connect_with_fallback() {
             )
             .await
             {
-                Ok(Accepted::Cancel(c)) => {
-                    seen.push(format!("cancel {} {:?}", c.pid(), c.channel()))
+                Ok(Accepted::Cancel {
+                    cancel: c,
+                    mut stream,
+                    ..
+                }) => {
+                    seen.push(format!("cancel {} {:?}", c.pid(), c.channel()));
+                    let _ = stream.shutdown().await;
                 }
                 Ok(Accepted::Startup { mut stream, .. }) => {
                     seen.push(format!("startup tls={}", stream.ssl().is_some()));

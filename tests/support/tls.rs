@@ -114,7 +114,10 @@ impl TestServer {
                             end_point,
                         }
                     }
-                    Ok(Accepted::Cancel(_)) => Seen::Cancel,
+                    Ok(Accepted::Cancel { mut stream, .. }) => {
+                        let _ = stream.shutdown();
+                        Seen::Cancel
+                    }
                     Ok(Accepted::Refused(r)) => Seen::Refused(r.error().to_string()),
                     Err(e) => Seen::Error(e.to_string()),
                 };
