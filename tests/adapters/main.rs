@@ -8,6 +8,7 @@
 pub mod support;
 
 mod blocking_adapter;
+mod doc_outputs;
 mod examples;
 mod hand_over;
 mod hostile_server;
