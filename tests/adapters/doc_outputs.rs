@@ -669,6 +669,9 @@ fn doc_server_start_errors() {
 // ---------------------------------------------------------------------------------------------
 // docs/examples/connect.md
 
+/// One run of connect.md's block: environment, conninfo, `--query`, a comment after the command.
+type Run<'a> = (Vec<(&'a str, String)>, String, Option<&'a str>, &'a str);
+
 #[test]
 fn doc_connect_real_runs() {
     let server = Example::server(&[]);
@@ -682,7 +685,7 @@ fn doc_connect_real_runs() {
     let root = "tests/certs/root_ca.crt";
     let select_row = "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()";
     // (environment, conninfo, query, comment)
-    let runs: Vec<(Vec<(&str, String)>, String, Option<&str>, &str)> = vec![
+    let runs: Vec<Run> = vec![
         (
             vec![],
             format!("host=localhost port={p} user=postgres sslmode=verify-full sslrootcert={crt}"),
@@ -907,5 +910,181 @@ fn doc_proxy_log_and_clients() {
         &format!(
             "$ target/debug/examples/proxy --listen 127.0.0.1:{port} --upstream \"{upstream}\"\n{before}{tail}"
         ),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The error-text tables of docs/client-tls.md and docs/server-tls.md
+
+/// Error texts of the tables that no test asserts yet (each one a gap to close; the test fails
+/// when one of them becomes asserted, so the list only shrinks).
+const UNASSERTED: &[&str] = &[
+    // docs/client-tls.md
+    "could not read root certificate file \"%s\": %s",
+    "could not load system root certificate paths: %s",
+    "could not open certificate file \"%s\": %s",
+    "could not read certificate file \"%s\": %s",
+    // Only its first part ("has group or world access") is asserted, against psql.
+    "private key file \"%s\" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",
+    "This may indicate that the server does not support any SSL protocol version between %s and %s.",
+    // docs/server-tls.md
+    "check of private key failed: %s",
+    "could not enable revocation checks: %s",
+    "not a directory",
+    "path is not valid UTF-8",
+    "no SSL error reported",
+    "could not set SSL protocol version range: the effective minimum %s is above the effective maximum %s (ssl_min_protocol_version, ssl_max_protocol_version and the OpenSSL configuration file combined)",
+    "DH: could not set DH parameters: %s",
+];
+
+/// The backticked texts in the last column ("errors") of the tables of `doc` whose header's
+/// last cell is `errors`.
+fn error_texts(doc: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest_dir().join(doc)).unwrap();
+    let mut out = Vec::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+        let last = cells.last().map_or("", |c| c.trim());
+        if last == "errors" {
+            in_table = true;
+            continue;
+        }
+        if !in_table || last.starts_with("---") {
+            continue;
+        }
+        // `a`; `b` (…): every backticked span that reads like a message.
+        for (i, span) in last.split('`').enumerate() {
+            if i % 2 == 1 && span.contains(' ') {
+                out.push(span.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The longest literal part of a message with printf placeholders (`%s`, `%d`, `"%s"`).
+fn literal_part(message: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    // The docs write a newline inside a message as `\n`.
+    let message = message.replace("\\n", "\n");
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '%' && chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
+            chars.next();
+            parts.push(std::mem::take(&mut cur));
+        } else if c == '…' {
+            parts.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    parts.push(cur);
+    parts
+        .into_iter()
+        .map(|p| {
+            p.trim_matches(|c: char| c == '"' || c == ' ' || c == ':')
+                .to_owned()
+        })
+        .max_by_key(String::len)
+        .unwrap_or_default()
+}
+
+/// The test code of the crate: tests/**/*.rs (of this file only [`table_texts_of_the_parsers`])
+/// and what follows `#[cfg(test)]` in src/ and examples/.
+fn test_sources() -> String {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = String::new();
+    for (dir, whole) in [("tests", true), ("src", false), ("examples", false)] {
+        let mut files = Vec::new();
+        walk(&manifest_dir().join(dir), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let text = if f.ends_with("doc_outputs.rs") {
+                // This file: only its tests of the tables' texts, not the lists above.
+                let from = ["fn table_texts", "_of_the_parsers"].concat();
+                text.find(&from).map_or("", |i| &text[i..])
+            } else if whole {
+                text.as_str()
+            } else {
+                text.find("#[cfg(test)]").map_or("", |i| &text[i..])
+            };
+            // Rust string escapes and continuation lines as the doc writes them.
+            let text = text.replace("\\\"", "\"").replace("\\n", "\n");
+            let mut joined = String::with_capacity(text.len());
+            let mut lines = text.split("\\\n");
+            joined.push_str(lines.next().unwrap_or(""));
+            for l in lines {
+                joined.push_str(l.trim_start());
+            }
+            all.push_str(&joined.replace("\\\\", "\\"));
+        }
+    }
+    all
+}
+
+/// Every error text of the two tables is asserted by some test (the longest literal part of
+/// the text appears in test code), or is listed in [`UNASSERTED`].
+#[test]
+fn error_tables_are_asserted() {
+    let sources = test_sources();
+    let mut missing = Vec::new();
+    let mut found_listed = Vec::new();
+    let mut total = 0;
+    for doc in ["docs/client-tls.md", "docs/server-tls.md"] {
+        let texts = error_texts(doc);
+        total += texts.len();
+        assert!(texts.len() > 10, "{doc}: the errors columns were not found");
+        for t in texts {
+            let lit = literal_part(&t);
+            let asserted = sources.contains(&lit);
+            let listed = UNASSERTED.contains(&t.as_str());
+            if !asserted && !listed {
+                missing.push(format!("{doc}: `{t}` (looked for {lit:?})"));
+            }
+            if asserted && listed {
+                found_listed.push(t);
+            }
+        }
+    }
+    println!(
+        "{total} error texts, {} listed as not asserted",
+        UNASSERTED.len()
+    );
+    assert!(
+        missing.is_empty() && found_listed.is_empty(),
+        "error texts of the docs' tables that no test asserts (add a test, or list them in UNASSERTED):\n{}\n\nlisted in UNASSERTED but now asserted (remove them):\n{}",
+        missing.join("\n"),
+        found_listed.join("\n")
+    );
+}
+
+/// Two texts of the tables that only the configuration parsers produce.
+#[test]
+fn table_texts_of_the_parsers() {
+    let e = pgssl::tls::ClientTlsConfig::from_conninfo("channel_binding=maybe").unwrap_err();
+    assert_eq!(e.to_string(), "invalid channel_binding value: \"maybe\"");
+    let e = pgssl::tls::ServerTlsConfig::new()
+        .set("ssl_max_protocol_version", "TLSv9")
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid value for parameter \"ssl_max_protocol_version\": \"TLSv9\"\nHINT:  Available values: , TLSv1, TLSv1.1, TLSv1.2, TLSv1.3."
     );
 }
