@@ -374,7 +374,7 @@ fn session_main(
             return Ok(());
         }
         // The upstream refused before authentication: pass its FATAL on as it is.
-        (Err(ConnectError::Negotiation(pgssl::ClientError::Server { response })), None) => {
+        (Err(ConnectError::Server(response)), None) => {
             log::warn!("FATAL:  {}", response.message);
             let _ = client.write_all(&response.to_bytes());
             let _ = client.flush();
@@ -382,6 +382,7 @@ fn session_main(
         }
         (Err(e), None) => {
             let why = match &e {
+                ConnectError::Timeout => "timeout expired".to_owned(),
                 ConnectError::Io(io) if timed_out(io) => "timeout expired".to_owned(),
                 _ if Instant::now() >= deadline => "timeout expired".to_owned(),
                 _ => e.to_string(),
