@@ -951,3 +951,47 @@ fn client_common_name_with_embedded_null_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Files that exist but are not what the setting needs, in PostgreSQL's and libpq's words.
+#[test]
+fn wrong_kinds_of_files_are_refused_with_the_file_and_the_reason() {
+    let d = dir();
+    let f = d.path().join("file");
+    std::fs::write(&f, "not a certificate\n").unwrap();
+    // ssl_crl_dir naming a file.
+    let mut c = localhost_config(d.path());
+    c.ca_file(tls_support::cert("root+client_ca.crt"))
+        .crl_dir(&f);
+    assert_eq!(
+        build_err(&c),
+        format!(
+            "could not load SSL certificate revocation list directory \"{}\": not a directory",
+            f.display()
+        )
+    );
+    // The client's sslrootcert and sslcert holding no certificate.
+    let client = |conninfo: String| {
+        let config = pgssl::tls::ClientTlsConfig::from_conninfo(&conninfo).unwrap();
+        pgssl::tls::ClientTls::new(&config)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(
+        client(format!("sslmode=require sslrootcert={}", f.display())),
+        Some(format!(
+            "could not read root certificate file \"{}\": no certificate or crl found",
+            f.display()
+        ))
+    );
+    assert_eq!(
+        client(format!(
+            "sslmode=require sslcert={} sslkey={}",
+            f.display(),
+            f.display()
+        )),
+        Some(format!(
+            "could not read certificate file \"{}\": no start line",
+            f.display()
+        ))
+    );
+}
