@@ -922,13 +922,10 @@ const UNASSERTED: &[&str] = &[
     // docs/client-tls.md
     "could not load system root certificate paths: %s",
     "could not open certificate file \"%s\": %s",
-    // Only its first part ("has group or world access") is asserted, against psql.
-    "private key file \"%s\" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",
     "This may indicate that the server does not support any SSL protocol version between %s and %s.",
     // docs/server-tls.md
     "check of private key failed: %s",
     "could not enable revocation checks: %s",
-    "path is not valid UTF-8",
     "no SSL error reported",
     "could not set SSL protocol version range: the effective minimum %s is above the effective maximum %s (ssl_min_protocol_version, ssl_max_protocol_version and the OpenSSL configuration file combined)",
     "DH: could not set DH parameters: %s",

@@ -994,4 +994,32 @@ fn wrong_kinds_of_files_are_refused_with_the_file_and_the_reason() {
             f.display()
         ))
     );
+    // A client key readable by others (libpq's rule, as root: 0640 at most).
+    let key = tls_support::key_copy(d.path(), "client.key", 0o644);
+    assert_eq!(
+        client(format!(
+            "sslmode=require sslcert={} sslkey={}",
+            tls_support::cert("client.crt").display(),
+            key.display()
+        )),
+        Some(format!(
+            "private key file \"{}\" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",
+            key.display()
+        ))
+    );
+    // An ssl_crl_dir whose name is not UTF-8 (OpenSSL's lookup takes a C string of text).
+    let odd = d
+        .path()
+        .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"crl\xff"));
+    std::fs::create_dir(&odd).unwrap();
+    let mut c = localhost_config(d.path());
+    c.ca_file(tls_support::cert("root+client_ca.crt"))
+        .crl_dir(&odd);
+    assert_eq!(
+        build_err(&c),
+        format!(
+            "could not load SSL certificate revocation list directory \"{}\": path is not valid UTF-8",
+            odd.display()
+        )
+    );
 }
