@@ -1287,11 +1287,10 @@ fn server_crl() {
             "sslmode=verify-ca sslcrl=invalid sslcrldir=invalid",
             Expect::Ssl,
         ),
-        // src/ bug: libpq hands sslcrldir to X509_STORE_load_locations(store, NULL, dir), which
-        // succeeds for a directory that does not exist (a hash-directory lookup is only
-        // recorded), so CRL_CHECK|CRL_CHECK_ALL are set with no CRL to find and the handshake
-        // fails ("unable to get certificate CRL"). pgssl skips a directory that is not one and
-        // connects without any revocation check (fails open where libpq fails closed).
+        // libpq hands sslcrldir to X509_STORE_load_locations(store, NULL, dir), which succeeds
+        // for a directory that does not exist (a hash-directory lookup is only recorded), so
+        // CRL_CHECK|CRL_CHECK_ALL are set with no CRL to find and the handshake fails ("unable
+        // to get certificate CRL"). pgssl does the same: it fails closed, as libpq.
         good(
             "sslcrldir=invalid alone: libpq turns CRL checks on and finds no CRL",
             "sslmode=verify-ca sslcrldir=invalid",
