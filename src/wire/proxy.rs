@@ -579,8 +579,8 @@ fn check_tlvs(header: &[u8], start: usize) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// The TLVs of a v2 header, checked when the header was decoded; iterating yields [`Tlv`]s in
-/// their order on the wire.
+/// The TLVs of a v2 header, checked when the header was decoded; [`Tlvs::iter`] yields them as
+/// [`Tlv`]s in their order on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tlvs<'a> {
     rest: &'a [u8],
@@ -592,6 +592,11 @@ impl<'a> Tlvs<'a> {
     /// The raw TLV area (after the addresses), as received.
     pub fn raw(&self) -> &'a [u8] {
         self.rest
+    }
+
+    /// An iterator over the TLVs, in wire order.
+    pub fn iter(&self) -> TlvIter<'a> {
+        TlvIter { rest: self.rest }
     }
 
     /// Whether there are no TLVs.
@@ -645,7 +650,22 @@ fn split_tlv_checked(rest: &[u8]) -> Result<(u8, &[u8], &[u8]), ()> {
     split_tlv(rest).map_err(|_| ())
 }
 
-impl<'a> Iterator for Tlvs<'a> {
+impl<'a> IntoIterator for Tlvs<'a> {
+    type Item = Tlv<'a>;
+    type IntoIter = TlvIter<'a>;
+
+    fn into_iter(self) -> TlvIter<'a> {
+        self.iter()
+    }
+}
+
+/// An iterator over [`Tlvs`], in wire order.
+#[derive(Clone, Debug)]
+pub struct TlvIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for TlvIter<'a> {
     type Item = Tlv<'a>;
 
     fn next(&mut self) -> Option<Tlv<'a>> {
