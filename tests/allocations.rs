@@ -324,7 +324,7 @@ fn proxy_headers_decode_without_allocating() {
                         seen += 1;
                         if let Tlv::Ssl(s) = t {
                             assert_eq!(s.cn(), Some(&b"alice"[..]));
-                            seen += s.sub_tlvs().iter().count();
+                            seen += s.sub_tlvs().count();
                         }
                     }
                 }

@@ -751,34 +751,85 @@ impl<'a> SslTlv<'a> {
     }
 
     /// The sub-TLVs, in wire order.
-    pub fn sub_tlvs(&self) -> Tlvs<'a> {
-        Tlvs { rest: self.sub }
+    pub fn sub_tlvs(&self) -> SslSubTlvs<'a> {
+        SslSubTlvs { rest: self.sub }
+    }
+
+    /// The raw value of the first sub-TLV of type `kind`.
+    pub fn get(&self, kind: u8) -> Option<&'a [u8]> {
+        Tlvs { rest: self.sub }.get(kind)
     }
 
     /// SSL_VERSION (0x21), e.g. `TLSv1.3`.
     pub fn version(&self) -> Option<&'a [u8]> {
-        self.sub_tlvs().get(tlv_type::SSL_VERSION)
+        self.get(tlv_type::SSL_VERSION)
     }
 
     /// SSL_CN (0x22): the client certificate's Common Name.
     pub fn cn(&self) -> Option<&'a [u8]> {
-        self.sub_tlvs().get(tlv_type::SSL_CN)
+        self.get(tlv_type::SSL_CN)
     }
 
     /// SSL_CIPHER (0x23).
     pub fn cipher(&self) -> Option<&'a [u8]> {
-        self.sub_tlvs().get(tlv_type::SSL_CIPHER)
+        self.get(tlv_type::SSL_CIPHER)
     }
 
     /// SSL_SIG_ALG (0x24).
     pub fn sig_alg(&self) -> Option<&'a [u8]> {
-        self.sub_tlvs().get(tlv_type::SSL_SIG_ALG)
+        self.get(tlv_type::SSL_SIG_ALG)
     }
 
     /// SSL_KEY_ALG (0x25).
     pub fn key_alg(&self) -> Option<&'a [u8]> {
-        self.sub_tlvs().get(tlv_type::SSL_KEY_ALG)
+        self.get(tlv_type::SSL_KEY_ALG)
     }
+}
+
+/// The sub-TLVs of an [`SslTlv`], in wire order.
+#[derive(Clone, Debug)]
+pub struct SslSubTlvs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for SslSubTlvs<'a> {
+    type Item = SslSubTlv<'a>;
+
+    fn next(&mut self) -> Option<SslSubTlv<'a>> {
+        let (kind, value, next) = split_tlv_checked(self.rest).ok()?;
+        self.rest = next;
+        Some(match kind {
+            tlv_type::SSL_VERSION => SslSubTlv::Version(value),
+            tlv_type::SSL_CN => SslSubTlv::Cn(value),
+            tlv_type::SSL_CIPHER => SslSubTlv::Cipher(value),
+            tlv_type::SSL_SIG_ALG => SslSubTlv::SigAlg(value),
+            tlv_type::SSL_KEY_ALG => SslSubTlv::KeyAlg(value),
+            kind => SslSubTlv::Other { kind, value },
+        })
+    }
+}
+
+/// One sub-TLV of the SSL TLV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SslSubTlv<'a> {
+    /// SSL_VERSION (0x21): the TLS version, e.g. `TLSv1.3`.
+    Version(&'a [u8]),
+    /// SSL_CN (0x22): the client certificate's Common Name.
+    Cn(&'a [u8]),
+    /// SSL_CIPHER (0x23): the cipher name.
+    Cipher(&'a [u8]),
+    /// SSL_SIG_ALG (0x24): the algorithm that signed the client certificate.
+    SigAlg(&'a [u8]),
+    /// SSL_KEY_ALG (0x25): the algorithm of the client certificate's key.
+    KeyAlg(&'a [u8]),
+    /// Any other type, raw (an SSL TLV's sub-TLVs are not interpreted as top-level TLVs).
+    Other {
+        /// The type byte.
+        kind: u8,
+        /// The value.
+        value: &'a [u8],
+    },
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ use proptest::prelude::*;
 
 use pgssl::wire::Decoded;
 use pgssl::wire::proxy::{
-    ProxyCommand, ProxyError, ProxyHeader, ProxyLimits, ProxyVersion, SslTlv, Tlv, V1_MAX_LEN,
-    V2_SIGNATURE, decode_proxy_header, encode_proxy_v1, encode_proxy_v2, starts_with_proxy_header,
-    tlv_type,
+    ProxyCommand, ProxyError, ProxyHeader, ProxyLimits, ProxyVersion, SslSubTlv, SslTlv, Tlv,
+    V1_MAX_LEN, V2_SIGNATURE, decode_proxy_header, encode_proxy_v1, encode_proxy_v2,
+    starts_with_proxy_header, tlv_type,
 };
 
 fn limits() -> ProxyLimits {
@@ -455,7 +455,7 @@ fn v2_tlvs_borrowed() {
     assert_eq!(s.cipher(), Some(&b"TLS_AES_256_GCM_SHA384"[..]));
     assert_eq!(s.sig_alg(), Some(&b"SHA256"[..]));
     assert_eq!(s.key_alg(), Some(&b"RSA2048"[..]));
-    assert_eq!(s.sub_tlvs().iter().count(), 6);
+    assert_eq!(s.sub_tlvs().count(), 6);
     let kinds: Vec<_> = h.tlvs.iter().map(|t| std::mem::discriminant(&t)).collect();
     assert_eq!(kinds.len(), 7);
     assert!(matches!(
@@ -471,6 +471,31 @@ fn v2_tlvs_borrowed() {
     let alpn = h.tlvs.alpn().unwrap();
     assert!(b.as_ptr_range().contains(&alpn.as_ptr()));
     check_split(&b, b.len());
+
+    // Sub-TLVs are SSL sub-TLVs, never read as top-level ones: an SSL or CRC32C type inside
+    // is just another sub-TLV (this input made the fuzzer panic once).
+    let mut nested = vec![1, 0, 0, 0, 0];
+    nested.extend(tlv(tlv_type::SSL, b"\r\n"));
+    nested.extend(tlv(tlv_type::CRC32C, b"x"));
+    nested.extend(tlv(tlv_type::SSL_CN, b"bob"));
+    let b = v2(0x21, 0x11, &TCP4_ADDRS, &tlv(tlv_type::SSL, &nested), None);
+    let s = complete(&b).tlvs.ssl().unwrap();
+    assert_eq!(
+        s.sub_tlvs().collect::<Vec<_>>(),
+        [
+            SslSubTlv::Other {
+                kind: 0x20,
+                value: b"\r\n"
+            },
+            SslSubTlv::Other {
+                kind: 0x03,
+                value: b"x"
+            },
+            SslSubTlv::Cn(b"bob"),
+        ]
+    );
+    assert_eq!(s.get(0x03), Some(&b"x"[..]));
+    assert_eq!(s.cn(), Some(&b"bob"[..]));
 
     // An unverified certificate.
     let b = v2(
@@ -712,7 +737,7 @@ fn check_answer(buf: &[u8], limits: &ProxyLimits) {
             }
             for t in h.tlvs {
                 if let Tlv::Ssl(s) = t {
-                    let _ = (s.version(), s.cn(), s.sub_tlvs().iter().count());
+                    let _ = (s.version(), s.cn(), s.sub_tlvs().count());
                 }
             }
             let _ = (h.tlvs.alpn(), h.tlvs.ssl(), h.tlvs.unique_id());
