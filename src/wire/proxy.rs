@@ -272,6 +272,20 @@ pub fn starts_with_proxy_header(buf: &[u8]) -> Option<bool> {
 /// in the fixed part of a v2 header (version, command, family, length) are reported as soon as
 /// their byte is there, without waiting for the rest; a v1 line without a CRLF within 107 bytes
 /// is refused.
+///
+/// ```
+/// use pgssl::wire::Decoded;
+/// use pgssl::wire::proxy::{ProxyLimits, decode_proxy_header};
+///
+/// let buf = b"PROXY TCP4 192.0.2.1 10.0.0.2 56324 5432\r\n\x00\x00\x00\x08\x04\xd2\x16\x2f";
+/// match decode_proxy_header(buf, &ProxyLimits::default()).unwrap() {
+///     Decoded::Complete(header, used) => {
+///         assert_eq!(header.addresses.unwrap().0.to_string(), "192.0.2.1:56324");
+///         assert_eq!(&buf[used..], b"\x00\x00\x00\x08\x04\xd2\x16\x2f"); // the SSLRequest
+///     }
+///     Decoded::Partial(more) => { /* read at least `more` bytes and call again */ let _ = more; }
+/// }
+/// ```
 pub fn decode_proxy_header<'a>(
     buf: &'a [u8],
     limits: &ProxyLimits,
