@@ -396,6 +396,32 @@ fn v2_length_bounds() {
             max: 100
         })
     );
+    // The bound itself is accepted, one more byte is not.
+    let at = |n: usize| {
+        v2(
+            0x21,
+            0x11,
+            &TCP4_ADDRS,
+            &tlv(tlv_type::NOOP, &vec![0; n - 15]),
+            None,
+        )
+    };
+    let strict = ProxyLimits::new().max_v2_len(100);
+    assert_eq!(
+        decode_proxy_header(&at(100), &strict).map(|d| matches!(d, Decoded::Complete(..))),
+        Ok(true)
+    );
+    assert_eq!(
+        decode_proxy_header(&at(101), &strict),
+        Err(ProxyError::V2TooLong { len: 101, max: 100 })
+    );
+    assert_eq!(
+        err(&at(4097)),
+        ProxyError::V2TooLong {
+            len: 4097,
+            max: 4096
+        }
+    );
     let huge = ProxyLimits::new().max_v2_len(u16::MAX);
     assert!(matches!(
         decode_proxy_header(&b[..16], &huge),
