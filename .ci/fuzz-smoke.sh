@@ -6,7 +6,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 secs="${FUZZ_SECONDS:-30}"
-targets=(decode_initial server_negotiator client_negotiator)
+targets=(decode_initial server_negotiator client_negotiator proxy_header)
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
@@ -32,6 +32,12 @@ seed decode_initial cancel "$cancel"
 seed decode_initial startup "$startup"
 seed decode_initial direct '\x16'
 seed decode_initial error "$error"
+
+# Header: max_v2_len (2 bytes, here 4096) and a split byte (see fuzz_targets/proxy_header.rs).
+seed proxy_header v1-tcp4 '\x10\x00\x0aPROXY TCP4 192.0.2.1 10.0.0.2 56324 5432\r\n'
+seed proxy_header v1-unknown '\x10\x00\x05PROXY UNKNOWN\r\n'
+seed proxy_header v2-tcp4-alpn '\x10\x00\x14\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x19\xc0\x00\x02\x01\x0a\x00\x00\x02\xdc\x04\x15\x38\x01\x00\x0apostgresql'
+seed proxy_header v2-local '\x10\x00\x03\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00'
 
 # Header: policy bits, chunking, TLS result, flags (see fuzz_targets/server_negotiator.rs).
 seed server_negotiator plaintext "\x00\x00\x00\x01$startup"

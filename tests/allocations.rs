@@ -13,6 +13,8 @@
 //! are built before the section. No logger is installed, as in `log`'s default, so the `log`
 //! macros do not format anything.
 //!
+//! Decoding a PROXY protocol header (`wire::proxy`) must not allocate either.
+//!
 //! Run with `cargo test --test allocations -- --nocapture` to see the counts.
 
 use allocation_counter::{AllocationInfo, measure};
@@ -271,5 +273,65 @@ fn startup_paths_allocate_little() {
             "{name}: {} allocations, at most {plain_bound} expected",
             info.count_total
         );
+    }
+}
+
+/// Decoding a PROXY protocol header does not allocate: a v2 header with addresses, TLVs (an SSL
+/// TLV with sub-TLVs among them) and a CRC32C, read whole, split byte by byte, and its TLVs
+/// walked; and a v1 header.
+#[test]
+fn proxy_headers_decode_without_allocating() {
+    use pgssl::wire::Decoded;
+    use pgssl::wire::proxy::{
+        ProxyCommand, ProxyLimits, Tlv, decode_proxy_header, encode_proxy_v1, encode_proxy_v2,
+        tlv_type,
+    };
+
+    let src = "192.0.2.1:56324".parse().unwrap();
+    let dst = "10.0.0.2:5432".parse().unwrap();
+    let ssl = b"\x03\x00\x00\x00\x00\x21\x00\x07TLSv1.3\x22\x00\x05alice";
+    let mut v2 = BytesMut::new();
+    encode_proxy_v2(
+        &mut v2,
+        ProxyCommand::Proxy,
+        Some((src, dst)),
+        &[
+            (tlv_type::ALPN, b"postgresql"),
+            (tlv_type::AUTHORITY, b"db.example.com"),
+            (tlv_type::UNIQUE_ID, &[7; 32]),
+            (tlv_type::SSL, ssl),
+        ],
+        true,
+    );
+    let mut v1 = BytesMut::new();
+    encode_proxy_v1(&mut v1, src, dst);
+    let limits = ProxyLimits::default();
+
+    for (name, header) in [("v2 with TLVs and CRC32C", &v2), ("v1 TCP4", &v1)] {
+        let mut seen = 0;
+        let info = count(&format!("PROXY {name}, whole and byte by byte"), || {
+            for k in 0..header.len() {
+                assert!(matches!(
+                    decode_proxy_header(&header[..k], &limits),
+                    Ok(Decoded::Partial(_))
+                ));
+            }
+            match decode_proxy_header(header, &limits) {
+                Ok(Decoded::Complete(h, n)) => {
+                    assert_eq!(n, header.len());
+                    assert_eq!(h.addresses, Some((src, dst)));
+                    for t in h.tlvs {
+                        seen += 1;
+                        if let Tlv::Ssl(s) = t {
+                            assert_eq!(s.cn(), Some(&b"alice"[..]));
+                            seen += s.sub_tlvs().count();
+                        }
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        });
+        assert_eq!(info.count_total, 0, "{name}");
+        assert_eq!(seen, if header == &v2 { 7 } else { 0 });
     }
 }

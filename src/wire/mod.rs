@@ -8,12 +8,16 @@
 //! Every initial packet starts with an `int32` length that counts itself, then an `int32` that is
 //! either a request code or a protocol version. A valid packet is
 //! [`MIN_PACKET_LEN`]`..=`[`MAX_PACKET_LEN`] bytes long, as in PostgreSQL.
+//!
+//! [`proxy`] decodes and encodes the PROXY protocol header (v1 and v2) a load balancer may send
+//! before all of that.
 
 mod codes;
 mod decode;
 mod decode_error;
 mod encode;
 mod error_response;
+pub mod proxy;
 mod startup;
 
 pub(crate) use codes::be_u32;

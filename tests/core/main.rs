@@ -1,5 +1,6 @@
 //! The sans-IO core's integration tests, in one binary: the server's and the client's rules,
-//! libpq's negotiation matrix in memory, property tests and the negotiator's log lines.
+//! libpq's negotiation matrix in memory, property tests, the negotiator's log lines and the
+//! PROXY protocol codec.
 //!
 //! `tests/allocations.rs` stays a binary of its own: the `allocation-counter` crate replaces the
 //! global allocator of the whole binary, and its zero-allocation checks need no logger
@@ -14,4 +15,5 @@ mod client_rules;
 mod logging;
 mod matrix;
 mod properties;
+mod proxy_protocol;
 mod server_rules;
