@@ -534,25 +534,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     });
     let listener = TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
-    log::info!(
-        "listening on {} address \"{}\", port {}",
-        if addr.is_ipv6() { "IPv6" } else { "IPv4" },
-        addr.ip(),
-        addr.port()
-    );
-    let port = addr.port();
-    match (&front.tls, &front.generated) {
-        (Some(_), Some((crt, _))) => eprintln!(
-            "connect with: psql \"host=localhost port={port} user=postgres sslmode=verify-full sslrootcert={}\"",
-            crt.display()
-        ),
-        (Some(_), None) => eprintln!(
-            "connect with: psql \"host=localhost port={port} user=postgres sslmode=require\""
-        ),
-        (None, _) => eprintln!(
-            "connect with: psql \"host=localhost port={port} user=postgres sslmode=disable\""
-        ),
-    }
+    frontend::log_listening(addr);
+    front.print_connect_command(addr.port());
     log::info!("database system is ready to accept connections");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {

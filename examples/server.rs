@@ -302,19 +302,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     });
     let listener = TcpListener::bind(&listen)?;
     let ready = |addr: SocketAddr| {
-        let port = addr.port();
-        match (&front.tls, &front.generated) {
-            (Some(_), Some((crt, _))) => eprintln!(
-                "connect with: psql \"host=localhost port={port} user=postgres sslmode=verify-full sslrootcert={}\"",
-                crt.display()
-            ),
-            (Some(_), None) => eprintln!(
-                "connect with: psql \"host=localhost port={port} user=postgres sslmode=require\""
-            ),
-            (None, _) => eprintln!(
-                "connect with: psql \"host=localhost port={port} user=postgres sslmode=disable\""
-            ),
-        }
+        front.print_connect_command(addr.port());
         log::info!("database system is ready to accept connections");
     };
     front.run(

@@ -447,6 +447,20 @@ impl Frontend {
         Some(method)
     }
 
+    /// Prints the psql command that connects to this server on `port`: verify-full with the
+    /// generated certificate, require with a given one, disable with `ssl` off.
+    pub fn print_connect_command(&self, port: u16) {
+        let base = format!("host=localhost port={port} user=postgres");
+        match (&self.tls, &self.generated) {
+            (Some(_), Some((crt, _))) => eprintln!(
+                "connect with: psql \"{base} sslmode=verify-full sslrootcert={}\"",
+                crt.display()
+            ),
+            (Some(_), None) => eprintln!("connect with: psql \"{base} sslmode=require\""),
+            (None, _) => eprintln!("connect with: psql \"{base} sslmode=disable\""),
+        }
+    }
+
     /// Serves `listener` until SIGINT or SIGTERM, a thread per connection, reloading TLS on
     /// SIGHUP; then removes the generated certificate.
     pub fn run(
@@ -462,12 +476,7 @@ impl Frontend {
         signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
         signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
         signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-        log::info!(
-            "listening on {} address \"{}\", port {}",
-            if addr.is_ipv6() { "IPv6" } else { "IPv4" },
-            addr.ip(),
-            addr.port()
-        );
+        log_listening(addr);
         ready(addr);
         while !stop.load(Ordering::SeqCst) {
             if hup.swap(false, Ordering::SeqCst) {
@@ -491,4 +500,14 @@ impl Frontend {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL's log line for a listening socket.
+pub fn log_listening(addr: SocketAddr) {
+    log::info!(
+        "listening on {} address \"{}\", port {}",
+        if addr.is_ipv6() { "IPv6" } else { "IPv4" },
+        addr.ip(),
+        addr.port()
+    );
 }
