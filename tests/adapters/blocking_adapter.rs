@@ -238,3 +238,49 @@ fn unread_startup_hands_over_the_stream_from_the_startup_message_on() {
     stream.read_exact(&mut got).unwrap();
     assert_eq!(got, [&startup[..], query].concat());
 }
+
+/// One source of truth for "TLS on": a policy that sets `tls` against the context given is
+/// refused (InvalidInput), not silently overridden; an unset policy follows the context.
+#[test]
+fn a_policy_contradicting_the_tls_context_is_refused() {
+    use pgssl::io::blocking::accept;
+    let d = tempfile::tempdir().unwrap();
+    let key = crate::support::tls::key_copy(d.path(), "server-localhost.key", 0o600);
+    let mut config = pgssl::tls::ServerTlsConfig::new();
+    config
+        .cert_file(crate::support::tls::cert("server-localhost.crt"))
+        .key_file(&key);
+    let tls = config.build().unwrap();
+
+    let (server, _client) = pair();
+    let e = accept(server, ServerPolicy::new().tls(true), None).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    assert_eq!(
+        e.to_string(),
+        "the policy says ssl = on but no TLS context was given"
+    );
+
+    let (server, _client) = pair();
+    let e = accept(server, ServerPolicy::new().tls(false), Some(&tls)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    assert_eq!(
+        e.to_string(),
+        "the policy says ssl = off but a TLS context was given"
+    );
+
+    // Unset: TLS is on because a context is given (an SSLRequest gets 'S').
+    let (server, mut client) = pair();
+    client.write_all(&pgssl::wire::SSL_REQUEST).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut reply = [0u8; 1];
+        std::io::Read::read_exact(&mut client, &mut reply).unwrap();
+        reply[0]
+    });
+    let _ = accept_with_deadline(
+        server,
+        ServerPolicy::new(),
+        Some(&tls),
+        Some(Duration::from_secs(2)),
+    );
+    assert_eq!(t.join().unwrap(), b'S');
+}
