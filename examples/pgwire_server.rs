@@ -78,7 +78,7 @@ async fn serve(
         peer.port()
     );
     let _ = sock.set_nodelay(true);
-    let policy = ServerPolicy::new().peer_addr(peer.ip());
+    let policy = ServerPolicy::new().peer_addr(peer);
     let started = tokio::time::Instant::now();
     let accepted = match accept(sock, policy, tls.as_deref(), Some(timeout)).await {
         Ok(a) => a,

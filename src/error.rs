@@ -4,6 +4,9 @@
 //! a PostgreSQL user already knows. Errors the peer must see expose the [`ErrorResponse`] to send
 //! through `response()`.
 
+use std::net::SocketAddr;
+
+use crate::wire::proxy::ProxyError;
 pub use crate::wire::{DecodeError, REPLICATION_HINT};
 use crate::wire::{ErrorResponse, sqlstate};
 
@@ -64,6 +67,37 @@ pub enum ServerError {
         /// PostgreSQL's log message.
         message: String,
     },
+    /// A trusted proxy's PROXY protocol header is malformed or unsupported. Logged, closed
+    /// without a reply (nothing a PostgreSQL client could take for the server's answer).
+    #[error("{error} (from the trusted proxy at {})", host_port(.peer))]
+    ProxyHeader {
+        /// What is wrong with the header.
+        error: ProxyError,
+        /// The proxy's address.
+        peer: Option<SocketAddr>,
+    },
+    /// A connection from a trusted proxy did not begin with a PROXY protocol header, or ended
+    /// inside it. Logged, closed without a reply.
+    #[error("connection from the trusted proxy at {} did not begin with a complete PROXY protocol header", host_port(.peer))]
+    ProxyHeaderMissing {
+        /// The proxy's address.
+        peer: Option<SocketAddr>,
+    },
+    /// A PROXY protocol header from a peer outside the trusted proxy networks: anyone could
+    /// claim any address with one. Logged, closed without a reply.
+    #[error("PROXY protocol header from {}, which is not a trusted proxy: connection refused", host_port(.peer))]
+    ProxyHeaderUntrusted {
+        /// The peer's address.
+        peer: Option<SocketAddr>,
+    },
+}
+
+/// `host=… port=…`, as PostgreSQL names a client in its log.
+fn host_port(peer: &Option<SocketAddr>) -> String {
+    match peer {
+        Some(p) => format!("host={} port={}", p.ip(), p.port()),
+        None => "host=[local]".to_owned(),
+    }
 }
 
 impl ServerError {

@@ -335,3 +335,39 @@ fn proxy_headers_decode_without_allocating() {
         assert_eq!(seen, if header == &v2 { 7 } else { 0 });
     }
 }
+
+/// A trusted proxy's header (v1, and v2 without TLVs, as HAProxy's `send-proxy-v2` sends it)
+/// followed by an SSLRequest: the negotiator reads the header, takes the client's address and
+/// answers 'S' without allocating, in one chunk or byte by byte.
+#[test]
+fn proxy_header_then_ssl_request_does_not_allocate() {
+    use pgssl::server::ProxyNetworks;
+    use pgssl::wire::proxy::{ProxyCommand, encode_proxy_v1, encode_proxy_v2};
+
+    let src = "192.0.2.1:56324".parse().unwrap();
+    let dst = "10.0.0.2:5432".parse().unwrap();
+    let policy = ServerPolicy::new()
+        .tls(true)
+        .peer_addr("127.0.0.5:40000".parse().unwrap())
+        .proxy_networks(ProxyNetworks::parse_list("127.0.0.0/8").unwrap());
+    let mut v1 = BytesMut::new();
+    encode_proxy_v1(&mut v1, src, dst);
+    let mut v2 = BytesMut::new();
+    encode_proxy_v2(&mut v2, ProxyCommand::Proxy, Some((src, dst)), &[], false);
+    for (name, header) in [("v1", v1), ("v2", v2)] {
+        let stream = [&header[..], &SSL_REQUEST[..]].concat();
+        for split in [Split::OneChunk, Split::ByteByByte] {
+            let mut sent = Vec::with_capacity(4);
+            let mut client = None;
+            let info = count(&format!("PROXY {name} + SSLRequest, {split:?}"), || {
+                let mut neg = ServerNegotiator::new(policy.clone());
+                let out = feed(&mut neg, &stream, split, &mut sent);
+                assert!(matches!(out, ServerOutput::StartTls(_)), "{out:?}");
+                client = neg.client_addr();
+            });
+            assert_eq!(info.count_total, 0, "{name} {split:?}");
+            assert_eq!(sent, [Reply::SslAccepted]);
+            assert_eq!(client, Some(src));
+        }
+    }
+}

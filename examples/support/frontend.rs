@@ -368,7 +368,7 @@ impl Frontend {
             peer.port()
         );
         let tls = self.tls.as_ref().map(|t| t.current());
-        let policy = ServerPolicy::new().peer_addr(peer.ip());
+        let policy = ServerPolicy::new().peer_addr(peer);
         match accept_with_deadline(
             sock,
             policy,

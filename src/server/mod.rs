@@ -15,6 +15,15 @@
 //!
 //! After TLS is up the host keeps feeding `handle_input`, now with the decrypted bytes.
 //!
+//! Behind a load balancer, [`ServerPolicy::proxy_networks`] names the balancers trusted to
+//! send a PROXY protocol header (v1 or v2) first: a connection whose peer
+//! ([`ServerPolicy::peer_addr`]) is in them must begin with one, which the negotiator reads
+//! before the first packet (`NeedInput { max }` never reaches past it), and the client address
+//! it carries becomes the connection's ([`ServerNegotiator::client_addr`], the plaintext
+//! refusal, `connection received`, [`Startup::client_addr`]). Any other peer that begins with
+//! a header is refused. A refused header gets no reply at all: the connection is closed, and
+//! the reason logged. The negotiation that follows is unchanged.
+//!
 //! The rules are PostgreSQL's (backend_startup.c), with two deliberate tightenings, both of
 //! which only refuse what no conforming client sends:
 //!
@@ -25,28 +34,38 @@
 //!   (direct SSL included): a second one is FATAL 0A000 "unsupported frontend protocol
 //!   1234.5679: server supports 3.0 to 3.2".
 
+mod header_buf;
 mod outcome;
 mod packet_buf;
 mod policy;
+mod proxied;
+mod proxy_networks;
 
 pub use outcome::{Cancel, NegotiationEvent, Refusal, Reply, ServerOutcome, ServerOutput, Startup};
 pub use policy::ServerPolicy;
+pub use proxied::ProxyInfo;
+pub use proxy_networks::{IpNetwork, NetworkError, ProxyNetworks};
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use log::{debug, info, warn};
 
 use crate::channel::{Channel, HandshakeInfo, StartTls};
 use crate::error::{DecodeError, ServerError};
+use crate::wire::proxy::{ProxyCommand, ProxyHeader, starts_with_proxy_header};
 use crate::wire::{
     ALPN_PROTOCOL, Decoded, GSSENC_REQUEST_CODE, InitialPacket, MAX_PACKET_LEN, MIN_PACKET_LEN,
     ProtocolVersion, SSL_REQUEST_CODE, StartupMessage, decode_initial,
 };
+use header_buf::{HeaderBuf, HeaderFill};
 use packet_buf::{Assembled, Fill, PacketBuf};
 
 #[allow(clippy::large_enum_variant)] // holds the outcome, a Cancel inline
 #[derive(Clone, Debug)]
 enum State {
+    /// Reading the PROXY protocol header a trusted proxy sends first.
+    ProxyHeader,
     /// Reading a packet, from the socket or (once `channel` is TLS) from the TLS stream.
     Reading,
     /// Waiting for the host's TLS handshake.
@@ -68,6 +87,12 @@ pub struct ServerNegotiator {
     ssl_done: bool,
     gss_done: bool,
     buf: PacketBuf,
+    /// The PROXY protocol header while it arrives (empty unless the peer is a trusted proxy).
+    header: HeaderBuf,
+    /// The header a trusted proxy sent, once it is in.
+    proxy: Option<ProxyInfo>,
+    /// The client's address: the policy's peer, or the one a trusted proxy named.
+    client_addr: Option<SocketAddr>,
     /// Each kind of event happens at most once per connection, so one slot per kind holds
     /// every sequence: none is ever dropped.
     events: [Option<NegotiationEvent>; NegotiationEvent::KINDS],
@@ -75,18 +100,33 @@ pub struct ServerNegotiator {
 
 impl ServerNegotiator {
     /// A negotiator for a connection just accepted, under `policy`.
+    ///
+    /// With [`ServerPolicy::log_connections`] on, `connection received: host=… port=…` is
+    /// logged here, or after the PROXY protocol header when the peer is a trusted proxy.
     pub fn new(policy: ServerPolicy) -> Self {
-        ServerNegotiator {
+        let expect_header = policy.expects_proxy_header();
+        let neg = ServerNegotiator {
+            client_addr: policy.peer(),
             policy,
-            state: State::Reading,
+            state: if expect_header {
+                State::ProxyHeader
+            } else {
+                State::Reading
+            },
             reply: None,
             channel: Channel::Plaintext,
             at_first_byte: true,
             ssl_done: false,
             gss_done: false,
             buf: PacketBuf::default(),
+            header: HeaderBuf::default(),
+            proxy: None,
             events: [None; NegotiationEvent::KINDS],
+        };
+        if !expect_header {
+            neg.log_connection();
         }
+        neg
     }
 
     /// The next thing the host must do. Drain it after every `handle_*` call until it asks for
@@ -97,6 +137,9 @@ impl ServerNegotiator {
             return ServerOutput::Transmit(reply);
         }
         match &mut self.state {
+            State::ProxyHeader => ServerOutput::NeedInput {
+                max: self.header.wanted(),
+            },
             State::Reading => ServerOutput::NeedInput {
                 max: self.buf.wanted(),
             },
@@ -122,6 +165,7 @@ impl ServerNegotiator {
             return 0;
         }
         match self.state {
+            State::ProxyHeader => self.read_header(data),
             State::Reading => self.read(data),
             State::AwaitTls { direct } => {
                 // Plaintext handed to the negotiator while TLS is to start: on the SSLRequest
@@ -145,6 +189,16 @@ impl ServerNegotiator {
     /// The peer closed the stream (a read returned 0 bytes).
     pub fn handle_eof(&mut self) {
         match self.state {
+            State::ProxyHeader => {
+                let peer = self.policy.peer();
+                if self.header.len() == 0 {
+                    // A balancer's TCP health check: connect, close.
+                    debug!("connection from a trusted proxy closed before a PROXY header");
+                    self.finish_refusal(ServerError::ClosedByClient, false);
+                } else {
+                    self.refuse(ServerError::ProxyHeaderMissing { peer });
+                }
+            }
             State::Reading => {
                 if self.buf.is_empty() {
                     debug!("connection closed before a startup packet");
@@ -251,14 +305,87 @@ impl ServerNegotiator {
         matches!(self.state, State::Finished(_))
     }
 
-    /// How many bytes the negotiator holds (a partial packet); never more than 10004.
+    /// How many bytes the negotiator holds (a partial PROXY header or a partial packet, never
+    /// both); never more than 10004, or 16 + the policy's v2 length bound while a trusted
+    /// proxy's header arrives.
     pub fn buffered_len(&self) -> usize {
-        self.buf.held()
+        self.buf.held() + self.header.len()
+    }
+
+    /// The client's address: what a trusted proxy's PROXY header named, else the policy's
+    /// peer. This is the address in the plaintext refusal and the `connection received` line.
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.client_addr
+    }
+
+    /// The PROXY protocol header a trusted proxy sent, once it is in.
+    pub fn proxy(&self) -> Option<&ProxyInfo> {
+        self.proxy.as_ref()
+    }
+
+    fn log_connection(&self) {
+        if !self.policy.logs_connections() {
+            return;
+        }
+        match self.client_addr {
+            Some(a) => info!("connection received: host={} port={}", a.ip(), a.port()),
+            None => info!("connection received: host=[local]"),
+        }
+    }
+
+    /// Input while the trusted proxy's header is expected.
+    fn read_header(&mut self, data: &[u8]) -> usize {
+        let peer = self.policy.peer();
+        let fill = self.header.push(data, self.policy.proxy_header_limits());
+        let used = match fill {
+            Ok(HeaderFill::Incomplete { taken }) => return taken,
+            Ok(HeaderFill::Complete { header, used }) => {
+                let info = accepted_header(&header, peer);
+                self.on_proxy_header(info);
+                used
+            }
+            Err(crate::wire::proxy::ProxyError::NotProxy) => {
+                self.refuse(ServerError::ProxyHeaderMissing { peer });
+                return data.len();
+            }
+            Err(error) => {
+                self.refuse(ServerError::ProxyHeader { error, peer });
+                return data.len();
+            }
+        };
+        if used < data.len() {
+            used + self.read(&data[used..])
+        } else {
+            used
+        }
+    }
+
+    fn on_proxy_header(&mut self, info: ProxyInfo) {
+        self.header.clear();
+        if let Some(source) = info.source() {
+            self.client_addr = Some(source);
+        }
+        self.proxy = Some(info);
+        self.state = State::Reading;
+        self.log_connection();
     }
 
     fn read(&mut self, data: &[u8]) -> usize {
-        // A leading 0x16 is direct SSL only as the connection's very first byte.
+        // A leading 0x16 is direct SSL only as the connection's very first byte (after a
+        // trusted proxy's header).
         let first_byte = std::mem::take(&mut self.at_first_byte);
+        if first_byte
+            && !self.policy.trusted_proxies().is_empty()
+            && self.proxy.is_none()
+            && starts_with_proxy_header(data) != Some(false)
+        {
+            // `P` or CR first: no packet or TLS record begins so; with the PROXY protocol on,
+            // it is a header from a peer that may not send one.
+            self.refuse(ServerError::ProxyHeaderUntrusted {
+                peer: self.policy.peer(),
+            });
+            return data.len();
+        }
         if self.buf.is_empty() {
             // Fast path: a whole packet in hand is decoded in place, without copying.
             match decode_initial(data, first_byte) {
@@ -313,6 +440,7 @@ impl ServerNegotiator {
                     c.pid,
                     c.key,
                     self.channel,
+                    self.client_addr,
                 )));
                 0
             }
@@ -372,9 +500,10 @@ impl ServerNegotiator {
         if !self.channel.is_tls() && !self.policy.plaintext_allowed() {
             let lossy =
                 |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-            if let Some(message) = self
-                .policy
-                .plaintext_refusal(&lossy(m.user()), &lossy(m.database()))
+            let host = self.client_addr.map(|a| a.ip());
+            if let Some(message) =
+                self.policy
+                    .plaintext_refusal(host, &lossy(m.user()), &lossy(m.database()))
             {
                 self.refuse(ServerError::PlaintextRefused { message });
                 return;
@@ -387,6 +516,8 @@ impl ServerNegotiator {
             packet,
             version,
             self.channel,
+            self.client_addr,
+            self.proxy.clone(),
         )));
     }
 
@@ -428,8 +559,25 @@ impl ServerNegotiator {
     #[inline]
     fn finish(&mut self, outcome: ServerOutcome) {
         self.buf.clear();
+        self.header.clear();
         self.state = State::Finished(outcome);
     }
+}
+
+/// The header's facts, logged: a v2 LOCAL (a health check) keeps the peer's address.
+fn accepted_header(header: &ProxyHeader<'_>, peer: Option<SocketAddr>) -> ProxyInfo {
+    let info = ProxyInfo::from_header(header);
+    match (info.command(), info.source()) {
+        (ProxyCommand::Local, _) => debug!("PROXY protocol LOCAL header from the trusted proxy"),
+        (_, Some(src)) => debug!(
+            "PROXY protocol header: client host={} port={} via the trusted proxy {}",
+            src.ip(),
+            src.port(),
+            peer.map_or_else(|| "[local]".to_owned(), |p| p.to_string())
+        ),
+        (_, None) => debug!("PROXY protocol header without addresses (UNKNOWN)"),
+    }
+    info
 }
 
 fn unsupported(code: u32) -> ServerError {

@@ -1,10 +1,12 @@
 //! What the server negotiator decides: its outputs and the owned outcomes they carry.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::proxied::ProxyInfo;
 use crate::channel::{Channel, StartTls};
 use crate::error::ServerError;
 use crate::wire::{
@@ -118,15 +120,38 @@ pub struct Startup {
     packet: Arc<[u8]>,
     version: ProtocolVersion,
     channel: Channel,
+    client_addr: Option<SocketAddr>,
+    proxy: Option<ProxyInfo>,
 }
 
 impl Startup {
-    pub(crate) fn new(packet: Arc<[u8]>, version: ProtocolVersion, channel: Channel) -> Self {
+    pub(crate) fn new(
+        packet: Arc<[u8]>,
+        version: ProtocolVersion,
+        channel: Channel,
+        client_addr: Option<SocketAddr>,
+        proxy: Option<ProxyInfo>,
+    ) -> Self {
         Startup {
             packet,
             version,
             channel,
+            client_addr,
+            proxy,
         }
+    }
+
+    /// The client's address and port: what a trusted proxy's PROXY header named, else the
+    /// connection's peer (`None` when the policy was given none: a Unix socket). This is the
+    /// address pg_hba.conf rules match and logs name.
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.client_addr
+    }
+
+    /// The PROXY protocol header the connection began with, when it came through a trusted
+    /// proxy (the TCP peer is then the proxy's address).
+    pub fn proxy(&self) -> Option<&ProxyInfo> {
+        self.proxy.as_ref()
     }
 
     /// The message, borrowing its parameters.
@@ -175,11 +200,17 @@ pub struct Cancel {
     key: [u8; MAX_CANCEL_KEY_LEN],
     key_len: u16,
     channel: Channel,
+    client_addr: Option<SocketAddr>,
 }
 
 impl Cancel {
     #[inline]
-    pub(crate) fn new(pid: u32, key: &[u8], channel: Channel) -> Self {
+    pub(crate) fn new(
+        pid: u32,
+        key: &[u8],
+        channel: Channel,
+        client_addr: Option<SocketAddr>,
+    ) -> Self {
         let mut k = [0; MAX_CANCEL_KEY_LEN];
         k[..key.len()].copy_from_slice(key);
         Cancel {
@@ -187,7 +218,13 @@ impl Cancel {
             key: k,
             key_len: key.len() as u16,
             channel,
+            client_addr,
         }
+    }
+
+    /// The client's address: a trusted proxy's PROXY header's, else the connection's peer.
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.client_addr
     }
 
     /// The process id of the backend to cancel.

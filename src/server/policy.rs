@@ -1,7 +1,10 @@
 //! What a server allows on one connection.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use super::proxy_networks::ProxyNetworks;
+use crate::wire::proxy::ProxyLimits;
 
 /// The server side's policy for one connection. Cheap to clone (no allocation), so one policy
 /// can be built at start-up and cloned per connection.
@@ -14,7 +17,10 @@ pub struct ServerPolicy {
     tls: Option<bool>,
     direct_ssl: bool,
     plaintext: Plaintext,
-    peer: Option<IpAddr>,
+    peer: Option<SocketAddr>,
+    proxy_networks: ProxyNetworks,
+    proxy_limits: ProxyLimits,
+    log_connections: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +43,9 @@ impl ServerPolicy {
             direct_ssl: true,
             plaintext: Plaintext::Allowed,
             peer: None,
+            proxy_networks: ProxyNetworks::none(),
+            proxy_limits: ProxyLimits::new(),
+            log_connections: false,
         }
     }
 
@@ -79,10 +88,66 @@ impl ServerPolicy {
         self
     }
 
-    /// The client's address, named in the plaintext refusal (`[local]` when unset).
-    pub fn peer_addr(mut self, addr: IpAddr) -> Self {
+    /// The connection's peer: the address and port `accept` returned (unset for a Unix
+    /// socket: `[local]`). It is the client's address in the plaintext refusal and the
+    /// `connection received` line, unless a trusted proxy names another one (see
+    /// [`proxy_networks`](ServerPolicy::proxy_networks)); it decides whether the peer is
+    /// trusted to send a PROXY protocol header.
+    pub fn peer_addr(mut self, addr: SocketAddr) -> Self {
         self.peer = Some(addr);
         self
+    }
+
+    /// The load balancers trusted to send a PROXY protocol header (v1 or v2) before the first
+    /// packet: a connection whose peer is in `networks` must begin with one, and the client
+    /// address it carries replaces the peer's; a connection from anywhere else that begins
+    /// with a header is refused (closed without a reply, logged). Empty (the default): the
+    /// PROXY protocol is off and a header is refused as the malformed packet it then is.
+    pub fn proxy_networks(mut self, networks: ProxyNetworks) -> Self {
+        self.proxy_networks = networks;
+        self
+    }
+
+    /// The bounds on a PROXY protocol header (the v2 length, 4096 bytes after the fixed part
+    /// by default).
+    pub fn proxy_limits(mut self, limits: ProxyLimits) -> Self {
+        self.proxy_limits = limits;
+        self
+    }
+
+    /// PostgreSQL's `log_connections`: log `connection received: host=… port=…` once the
+    /// client's address is known (at once, or after a trusted proxy's header). Off by default.
+    pub fn log_connections(mut self, on: bool) -> Self {
+        self.log_connections = on;
+        self
+    }
+
+    /// The connection's peer, as given to [`peer_addr`](ServerPolicy::peer_addr).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The networks trusted to send a PROXY protocol header.
+    pub fn trusted_proxies(&self) -> &ProxyNetworks {
+        &self.proxy_networks
+    }
+
+    /// The bounds on a PROXY protocol header.
+    pub fn proxy_header_limits(&self) -> &ProxyLimits {
+        &self.proxy_limits
+    }
+
+    /// Whether `connection received` is logged.
+    pub fn logs_connections(&self) -> bool {
+        self.log_connections
+    }
+
+    /// Whether the peer must begin with a PROXY protocol header (it is in a trusted network).
+    pub fn expects_proxy_header(&self) -> bool {
+        !self.proxy_networks.is_empty()
+            && self
+                .peer
+                .is_some_and(|p| self.proxy_networks.contains(p.ip()))
     }
 
     /// Whether TLS is available.
@@ -106,14 +171,19 @@ impl ServerPolicy {
         self.plaintext == Plaintext::Allowed
     }
 
-    /// The message refusing a plaintext StartupMessage from `user` for `database`, or None when
-    /// plaintext is allowed.
-    pub(crate) fn plaintext_refusal(&self, user: &str, database: &str) -> Option<String> {
+    /// The message refusing a plaintext StartupMessage from `user` for `database` connecting
+    /// from `host`, or None when plaintext is allowed.
+    pub(crate) fn plaintext_refusal(
+        &self,
+        host: Option<IpAddr>,
+        user: &str,
+        database: &str,
+    ) -> Option<String> {
         match &self.plaintext {
             Plaintext::Allowed => None,
             Plaintext::Refused(Some(m)) => Some(m.to_string()),
             Plaintext::Refused(None) => {
-                let host = match self.peer {
+                let host = match host {
                     Some(a) => a.to_string(),
                     None => "[local]".to_owned(),
                 };

@@ -603,6 +603,12 @@ pub struct Tlvs<'a> {
 impl<'a> Tlvs<'a> {
     const EMPTY: Tlvs<'static> = Tlvs { rest: &[] };
 
+    /// TLVs from an area that [`decode_proxy_header`] already checked (taken from
+    /// [`Tlvs::raw`]). On any other bytes the iterator stops at the first malformed TLV.
+    pub(crate) fn from_checked(rest: &'a [u8]) -> Self {
+        Tlvs { rest }
+    }
+
     /// The raw TLV area (after the addresses), as received.
     pub fn raw(&self) -> &'a [u8] {
         self.rest

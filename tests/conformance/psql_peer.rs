@@ -30,7 +30,7 @@ const MARKER: &str = "pgssl test server: startup received";
 fn serve_one(mut sock: TcpStream, policy: ServerPolicy) -> Seen {
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut neg = ServerNegotiator::new(policy.peer_addr(sock.peer_addr().unwrap().ip()));
+    let mut neg = ServerNegotiator::new(policy.peer_addr(sock.peer_addr().unwrap()));
     let mut buf = [0u8; 16384];
     let outcome = loop {
         match neg.poll_output() {

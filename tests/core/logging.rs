@@ -158,3 +158,64 @@ fn direct_ssl_without_tls_is_one_log_line() {
         .collect();
     assert_eq!(rejected.len(), 1, "{lines:?}");
 }
+
+#[test]
+fn connection_received_names_the_client_a_trusted_proxy_names() {
+    use pgssl::server::ProxyNetworks;
+    let balancer = "127.0.0.5:40000".parse().unwrap();
+    let trusted = ProxyNetworks::parse_list("127.0.0.0/8").unwrap();
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(
+            ServerPolicy::new()
+                .peer_addr(balancer)
+                .proxy_networks(trusted.clone())
+                .log_connections(true),
+        );
+        feed(&mut s, b"PROXY TCP4 192.0.2.10 127.0.0.1 51234 5432\r\n");
+    });
+    let received: Vec<_> = lines
+        .iter()
+        .filter(|(_, t)| t.starts_with("connection received"))
+        .collect();
+    assert_eq!(
+        received,
+        [&(
+            log::Level::Info,
+            "connection received: host=192.0.2.10 port=51234".to_owned()
+        )],
+        "{lines:?}"
+    );
+    // Without a proxy, at once, with the peer; and not at all when log_connections is off.
+    let lines = captured(|| {
+        let _ = ServerNegotiator::new(
+            ServerPolicy::new()
+                .peer_addr(balancer)
+                .log_connections(true),
+        );
+        let _ = ServerNegotiator::new(ServerPolicy::new().peer_addr(balancer));
+    });
+    assert_eq!(
+        lines,
+        [(
+            log::Level::Info,
+            "connection received: host=127.0.0.5 port=40000".to_owned()
+        )]
+    );
+    // A header from a peer outside the trusted networks: one warning naming it.
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(
+            ServerPolicy::new()
+                .peer_addr("192.0.2.99:1234".parse().unwrap())
+                .proxy_networks(trusted),
+        );
+        feed(&mut s, b"PROXY TCP4 10.0.0.1 127.0.0.1 1 5432\r\n");
+    });
+    assert!(
+        has(
+            &lines,
+            log::Level::Warn,
+            "PROXY protocol header from host=192.0.2.99 port=1234, which is not a trusted proxy: connection refused"
+        ),
+        "{lines:?}"
+    );
+}

@@ -15,5 +15,6 @@ mod client_rules;
 mod logging;
 mod matrix;
 mod properties;
+mod proxied_negotiation;
 mod proxy_protocol;
 mod server_rules;

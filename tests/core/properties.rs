@@ -325,7 +325,7 @@ fn policy() -> impl Strategy<Value = ServerPolicy> {
                 _ => p,
             };
             if peer {
-                p = p.peer_addr("192.0.2.7".parse().unwrap());
+                p = p.peer_addr("192.0.2.7:50000".parse().unwrap());
             }
             p
         })

@@ -418,7 +418,7 @@ fn plaintext_refused_with_postgres_hba_text() {
     let policy = ServerPolicy::new()
         .tls(true)
         .refuse_plaintext()
-        .peer_addr("192.0.2.7".parse().unwrap());
+        .peer_addr("192.0.2.7:50000".parse().unwrap());
     let mut s = ServerNegotiator::new(policy.clone());
     let (_, out) = feed(&mut s, &user());
     let resp = refusal(&out).1.unwrap();
