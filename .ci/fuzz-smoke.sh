@@ -47,6 +47,11 @@ seed server_negotiator gss-ssl-bytewise "\x01\x40\x00\x01$gss$ssl$startup"
 seed server_negotiator direct "\x03\x00\x00\x01$hello$startup"
 seed server_negotiator cancel "\x00\x01\x00\x01$cancel"
 seed server_negotiator plaintext-refused "\x05\xc5\x00\x01$startup"
+v1='PROXY TCP4 192.0.2.1 10.0.0.2 56324 5432\r\n'
+v2='\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x01\x0a\x00\x00\x02\xdc\x04\x15\x38'
+seed server_negotiator proxied-v1-ssl "\x11\x00\x00\x01$v1$ssl$startup"
+seed server_negotiator proxied-v2-direct "\x13\x40\x00\x01$v2$hello$startup"
+seed server_negotiator untrusted-header "\x21\x00\x00\x01$v1$ssl"
 
 # Header: sslmode index and direct bit, then one control byte per step
 # (see fuzz_targets/client_negotiator.rs).

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example proxy -- [--listen ADDR] --upstream 'CONNINFO' [-c NAME=VALUE]... [--hba FILE]
+//!                               [--send-proxy v1|v2] [--proxy-protocol-networks CIDR[,CIDR…]]
 //! ```
 //!
 //! Clients are accepted as the server example accepts them (the same `-c` settings and `--hba`
@@ -11,6 +12,12 @@
 //! forwarded, authentication is relayed (SCRAM-SHA-256-PLUS is withheld: its channel binding
 //! cannot cross a TLS-terminating proxy), then bytes flow both ways until either side closes.
 //! Cancel requests are forwarded to the upstream over a new connection negotiated the same way.
+//!
+//! `--send-proxy v1|v2` begins every upstream connection with a PROXY protocol header naming
+//! the client (its address and port, and the address it connected to; v2 adds the server name
+//! and ALPN the client sent, as AUTHORITY and ALPN TLVs), for an upstream that trusts this
+//! proxy's address. `--proxy-protocol-networks` makes the proxy itself accept one from a load
+//! balancer in front of it, as the server example does.
 //!
 //! The upstream's authentication requests are decoded by postgres-protocol
 //! (`message::backend`), after libpq's length check. The messages are relayed as they came,
@@ -35,7 +42,9 @@ use fallible_iterator::FallibleIterator;
 use frontend::{Frontend, LOGGER, fatal};
 use pgssl::io::blocking::{Accepted, Connected, PgStream, connect_with_startup, send_cancel};
 use pgssl::io::{AuthFailure, ConnectError, TIMEOUT_MESSAGE};
+use pgssl::server::ProxyNetworks;
 use pgssl::tls::{ClientTlsConfig, SessionInfo};
+use pgssl::wire::proxy::{ProxyCommand, encode_proxy_v1, encode_proxy_v2, tlv_type};
 use pgwire::Message;
 use postgres_protocol::authentication::sasl::SCRAM_SHA_256_PLUS;
 use postgres_protocol::message::backend;
@@ -291,9 +300,55 @@ fn relay<A: Read + Write, B: Read + Write>(a: &mut A, b: &mut B) {
     }
 }
 
-fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer: SocketAddr) {
+/// Which PROXY protocol header, if any, begins each upstream connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SendProxy {
+    Off,
+    V1,
+    V2,
+}
+
+/// The header naming `client`, which connected to `local`.
+fn proxy_header(
+    send: SendProxy,
+    client: SocketAddr,
+    local: SocketAddr,
+    session: Option<&SessionInfo>,
+) -> Option<bytes::Bytes> {
+    let mut b = BytesMut::new();
+    match send {
+        SendProxy::Off => return None,
+        SendProxy::V1 => encode_proxy_v1(&mut b, client, local),
+        SendProxy::V2 => {
+            let mut tlvs: Vec<(u8, &[u8])> = Vec::new();
+            if let Some(sni) = session.and_then(|s| s.sni.as_deref()) {
+                tlvs.push((tlv_type::AUTHORITY, sni.as_bytes()));
+            }
+            if let Some(alpn) = session.and_then(|s| s.alpn.as_deref()) {
+                tlvs.push((tlv_type::ALPN, alpn));
+            }
+            encode_proxy_v2(
+                &mut b,
+                ProxyCommand::Proxy,
+                Some((client, local)),
+                &tlvs,
+                false,
+            );
+        }
+    }
+    Some(b.freeze())
+}
+
+fn serve(
+    front: Arc<Frontend>,
+    upstream: &ClientTlsConfig,
+    send_proxy: SendProxy,
+    sock: TcpStream,
+    peer: SocketAddr,
+) {
     // authentication_timeout runs from the connection's arrival, for both sides.
     let deadline = Instant::now() + front.authentication_timeout;
+    let local = sock.local_addr().unwrap_or(peer);
     let Some(accepted) = front.accept(sock, peer) else {
         return;
     };
@@ -304,14 +359,22 @@ fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer
             session,
             ..
         } => {
+            // The client: a trusted balancer's PROXY header names it, else the TCP peer.
+            let client = startup.client_addr().unwrap_or(peer);
+            let local = startup
+                .proxy()
+                .and_then(|p| p.destination())
+                .unwrap_or(local);
+            let mut upstream = upstream.clone();
+            upstream.proxy_header = proxy_header(send_proxy, client, local, session.as_ref());
             if let Err(e) = session_main(
                 &front,
-                upstream,
+                &upstream,
                 &mut stream,
                 &startup,
                 session,
                 Arrival {
-                    ip: peer.ip(),
+                    ip: client.ip(),
                     deadline,
                 },
             ) {
@@ -323,7 +386,10 @@ fn serve(front: Arc<Frontend>, upstream: &ClientTlsConfig, sock: TcpStream, peer
             mut stream,
             ..
         } => {
-            match send_cancel(upstream, c.pid(), c.key()) {
+            let mut upstream = upstream.clone();
+            let client = c.client_addr().unwrap_or(peer);
+            upstream.proxy_header = proxy_header(send_proxy, client, local, None);
+            match send_cancel(&upstream, c.pid(), c.key()) {
                 Ok(()) => log::info!("cancel request for process {} forwarded upstream", c.pid()),
                 Err(e) => log::warn!("could not forward cancel request: {e}"),
             }
@@ -438,7 +504,9 @@ fn upstream_read_timeout(upstream: &ClientTlsConfig, deadline: Instant) -> u64 {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: proxy [--listen ADDR] --upstream 'CONNINFO' [-c NAME=VALUE]... [--hba FILE]");
+    eprintln!(
+        "usage: proxy [--listen ADDR] --upstream 'CONNINFO' [-c NAME=VALUE]... [--hba FILE] [--send-proxy v1|v2] [--proxy-protocol-networks CIDR[,CIDR...]]"
+    );
     std::process::exit(2);
 }
 
@@ -458,6 +526,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut settings: Vec<(String, String)> = Vec::new();
     let mut hba_text = "host all all all trust\n".to_owned();
     let mut upstream = None;
+    let mut send_proxy = SendProxy::Off;
+    let mut proxy_networks = ProxyNetworks::none();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -469,12 +539,26 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 settings.push((k.trim().to_owned(), v.trim().to_owned()));
             }
             "--hba" => hba_text = std::fs::read_to_string(args.next().unwrap_or_else(|| usage()))?,
+            "--send-proxy" => {
+                send_proxy = match args.next().as_deref() {
+                    Some("v1") => SendProxy::V1,
+                    Some("v2") => SendProxy::V2,
+                    _ => usage(),
+                }
+            }
+            "--proxy-protocol-networks" => {
+                let list = args.next().unwrap_or_else(|| usage());
+                proxy_networks = ProxyNetworks::parse_list(&list)
+                    .map_err(|e| format!("invalid value for --proxy-protocol-networks: {e}"))?;
+            }
             _ => usage(),
         }
     }
     let upstream = ClientTlsConfig::from_env_and_conninfo(&upstream.unwrap_or_else(|| usage()))?;
     upstream.validate()?;
-    let front = Arc::new(Frontend::new(settings, &hba_text)?);
+    let mut front = Frontend::new(settings, &hba_text)?;
+    front.proxy_networks = proxy_networks;
+    let front = Arc::new(front);
     let listener = TcpListener::bind(&listen)?;
     let ready = |addr: SocketAddr| {
         if let Some((crt, _)) = &front.generated {
@@ -487,7 +571,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     front.run(
         listener,
-        move |front, sock, peer| serve(front, &upstream, sock, peer),
+        move |front, sock, peer| serve(front, &upstream, send_proxy, sock, peer),
         ready,
     )?;
     log::info!("proxy shut down");

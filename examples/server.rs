@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example server -- [--listen ADDR] [-c NAME=VALUE]... [--hba FILE] [--password USER=PASS]...
+//!                                [--proxy-protocol-networks CIDR[,CIDR…]]
 //! ```
 //!
 //! With no options it listens on 127.0.0.1:5433 with TLS on, using an ECDSA P-256 certificate
@@ -10,6 +11,9 @@
 //! a pg_hba.conf subset (host/hostssl/hostnossl; trust, reject, password, cert;
 //! clientcert=verify-ca|verify-full, clientname=CN|DN). Every query is answered with one row
 //! describing the connection's TLS. SIGHUP reloads the TLS settings; SIGINT/SIGTERM stop it.
+//! `--proxy-protocol-networks` names the load balancers trusted to send a PROXY protocol
+//! header: pg_hba.conf and the log then see the client's address, and the row gains two
+//! columns, the client's address and port and the TCP peer's.
 //!
 //! Its protocol messages are written by hand (support/pgwire.rs): postgres-protocol, which the
 //! client examples use, encodes only frontend messages and decodes only backend ones.
@@ -23,12 +27,13 @@ use frontend::{Frontend, LOGGER, fatal};
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use pgssl::io::blocking::{Accepted, PgStream};
+use pgssl::server::ProxyNetworks;
 use pgssl::tls::{AuthMethod, SessionInfo};
 use pgssl::wire::ErrorResponse;
 
@@ -54,8 +59,7 @@ fn serve(front: Arc<Frontend>, backend: &Backend, sock: TcpStream, peer: SocketA
             ..
         } => {
             // Messages the client pipelined behind its StartupMessage are read first.
-            if let Err(e) = session_main(&front, backend, &mut stream, &startup, session, peer.ip())
-            {
+            if let Err(e) = session_main(&front, backend, &mut stream, &startup, session, peer) {
                 log::info!("could not receive data from client: {e}");
             }
         }
@@ -96,11 +100,13 @@ fn session_main(
     stream: &mut Stream,
     startup: &pgssl::server::Startup,
     session: Option<SessionInfo>,
-    ip: IpAddr,
+    peer: SocketAddr,
 ) -> io::Result<()> {
     let user = startup.user_lossy().into_owned();
     let db = startup.database_lossy().into_owned();
-    let Some(method) = front.authorize(stream, startup, &session, ip) else {
+    // The client's address: a trusted proxy's PROXY header's, else the TCP peer's.
+    let client = startup.client_addr().unwrap_or(peer);
+    let Some(method) = front.authorize(stream, startup, &session, client.ip()) else {
         return Ok(());
     };
     if method == AuthMethod::Password {
@@ -161,7 +167,8 @@ fn session_main(
         ),
         None => log::info!("connection authorized: user={user} database={db} SSL off"),
     }
-    let result = query_loop(stream, &session);
+    let addrs = (!front.proxy_networks.is_empty()).then_some((client, peer));
+    let result = query_loop(stream, &session, addrs);
     backend.backends.lock().unwrap().remove(&pid);
     result
 }
@@ -178,7 +185,28 @@ const COLUMNS: [&str; 9] = [
     "sni",
 ];
 
-fn row(session: &Option<SessionInfo>) -> Vec<Option<String>> {
+/// The row's columns: the nine, and with `--proxy-protocol-networks` the client's and the TCP
+/// peer's addresses.
+fn columns(addrs: Option<(SocketAddr, SocketAddr)>) -> Vec<&'static str> {
+    let mut c = COLUMNS.to_vec();
+    if addrs.is_some() {
+        c.extend(["client_addr", "peer_addr"]);
+    }
+    c
+}
+
+fn row(
+    session: &Option<SessionInfo>,
+    addrs: Option<(SocketAddr, SocketAddr)>,
+) -> Vec<Option<String>> {
+    let mut row = tls_row(session);
+    if let Some((client, peer)) = addrs {
+        row.extend([Some(client.to_string()), Some(peer.to_string())]);
+    }
+    row
+}
+
+fn tls_row(session: &Option<SessionInfo>) -> Vec<Option<String>> {
     match session {
         None => {
             let mut v = vec![Some("f".to_owned())];
@@ -201,7 +229,11 @@ fn row(session: &Option<SessionInfo>) -> Vec<Option<String>> {
     }
 }
 
-fn query_loop<S: Read + Write>(stream: &mut S, session: &Option<SessionInfo>) -> io::Result<()> {
+fn query_loop<S: Read + Write>(
+    stream: &mut S,
+    session: &Option<SessionInfo>,
+    addrs: Option<(SocketAddr, SocketAddr)>,
+) -> io::Result<()> {
     let mut in_error = false;
     loop {
         let Some(m) = pgwire::read_message(stream, 1 << 20)? else {
@@ -211,8 +243,8 @@ fn query_loop<S: Read + Write>(stream: &mut S, session: &Option<SessionInfo>) ->
         match m.tag {
             b'X' => return Ok(()),
             b'Q' => {
-                pgwire::row_description(&mut out, &COLUMNS);
-                pgwire::data_row(&mut out, &row(session));
+                pgwire::row_description(&mut out, &columns(addrs));
+                pgwire::data_row(&mut out, &row(session, addrs));
                 pgwire::command_complete(&mut out, "SELECT 1");
                 pgwire::ready_for_query(&mut out);
             }
@@ -223,10 +255,10 @@ fn query_loop<S: Read + Write>(stream: &mut S, session: &Option<SessionInfo>) ->
                 if m.body.first() == Some(&b'S') {
                     pgwire::put(&mut out, b't', &0u16.to_be_bytes());
                 }
-                pgwire::row_description(&mut out, &COLUMNS);
+                pgwire::row_description(&mut out, &columns(addrs));
             }
             b'E' if !in_error => {
-                pgwire::data_row(&mut out, &row(session));
+                pgwire::data_row(&mut out, &row(session, addrs));
                 pgwire::command_complete(&mut out, "SELECT 1");
             }
             b'C' if !in_error => pgwire::put(&mut out, b'3', &[]),
@@ -254,7 +286,7 @@ fn query_loop<S: Read + Write>(stream: &mut S, session: &Option<SessionInfo>) ->
 
 fn usage() -> ! {
     eprintln!(
-        "usage: server [--listen ADDR] [-c NAME=VALUE]... [--hba FILE] [--password USER=PASS]..."
+        "usage: server [--listen ADDR] [-c NAME=VALUE]... [--hba FILE] [--password USER=PASS]... [--proxy-protocol-networks CIDR[,CIDR...]]"
     );
     std::process::exit(2);
 }
@@ -275,6 +307,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut settings: Vec<(String, String)> = Vec::new();
     let mut hba_text = "host all all all trust\n".to_owned();
     let mut passwords = HashMap::new();
+    let mut proxy_networks = ProxyNetworks::none();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -290,11 +323,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let (u, p) = kv.split_once('=').unwrap_or_else(|| usage());
                 passwords.insert(u.to_owned(), p.to_owned());
             }
+            "--proxy-protocol-networks" => {
+                let list = args.next().unwrap_or_else(|| usage());
+                proxy_networks = ProxyNetworks::parse_list(&list)
+                    .map_err(|e| format!("invalid value for --proxy-protocol-networks: {e}"))?;
+            }
             "-h" | "--help" => usage(),
             _ => usage(),
         }
     }
-    let front = Arc::new(Frontend::new(settings, &hba_text)?);
+    let mut front = Frontend::new(settings, &hba_text)?;
+    front.proxy_networks = proxy_networks;
+    let front = Arc::new(front);
     let backend = Arc::new(Backend {
         passwords,
         backends: Mutex::new(HashMap::new()),

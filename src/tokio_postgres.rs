@@ -574,9 +574,18 @@ impl Plan<'_> {
         }
     }
 
+    /// A new TCP connection, with the configuration's `proxy_header` written first.
+    async fn tcp(&mut self) -> Result<TcpStream, Error> {
+        let mut s = self.tcp_connect().await?;
+        if let Some(header) = &self.config.proxy_header {
+            within(self.deadline, s.write_all(header)).await??;
+        }
+        Ok(s)
+    }
+
     /// A new TCP connection: the first address that accepts one (each with its own deadline,
     /// as in libpq), then the same address for the fallbacks, within the same deadline.
-    async fn tcp(&mut self) -> Result<TcpStream, Error> {
+    async fn tcp_connect(&mut self) -> Result<TcpStream, Error> {
         if let Some(addr) = self.addr {
             let s = within(self.deadline, TcpStream::connect(addr)).await??;
             s.set_nodelay(true)?;

@@ -282,7 +282,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgssl::io::blocking::{Accepted, Deadline, accept_with_deadline};
-use pgssl::server::{ServerPolicy, Startup};
+use pgssl::server::{ProxyNetworks, ServerPolicy, Startup};
 use pgssl::tls::{AuthMethod, ReloadableServerTls, SessionInfo, check_client_certificate};
 use pgssl::wire::ErrorResponse;
 
@@ -300,6 +300,8 @@ pub struct Frontend {
     pub generated: Option<(PathBuf, PathBuf)>,
     pub authentication_timeout: std::time::Duration,
     pub hba: Vec<HbaLine>,
+    /// The load balancers trusted to send a PROXY protocol header (none: off).
+    pub proxy_networks: ProxyNetworks,
     settings: Vec<(String, String)>,
 }
 
@@ -338,6 +340,7 @@ impl Frontend {
             generated,
             authentication_timeout,
             hba,
+            proxy_networks: ProxyNetworks::none(),
             settings,
         })
     }
@@ -356,19 +359,18 @@ impl Frontend {
     }
 
     /// Negotiates one accepted connection under authentication_timeout; None when it ended
-    /// in an error (logged).
+    /// in an error (logged). pgssl logs `connection received` (with the client's address a
+    /// trusted proxy's PROXY header gives, if any).
     pub fn accept(
         &self,
         sock: TcpStream,
         peer: SocketAddr,
     ) -> Option<Accepted<Deadline<TcpStream>>> {
-        log::info!(
-            "connection received: host={} port={}",
-            peer.ip(),
-            peer.port()
-        );
         let tls = self.tls.as_ref().map(|t| t.current());
-        let policy = ServerPolicy::new().peer_addr(peer);
+        let policy = ServerPolicy::new()
+            .peer_addr(peer)
+            .proxy_networks(self.proxy_networks.clone())
+            .log_connections(true);
         match accept_with_deadline(
             sock,
             policy,

@@ -3,7 +3,9 @@
 //! Input layout: four header bytes, then the client's byte stream.
 //!
 //! * `[0]` the policy: bit 0 TLS available, bit 1 direct SSL allowed, bit 2 plaintext refused
-//!   (bit 3 with a custom message);
+//!   (bit 3 with a custom message); bits 4-5 the PROXY protocol: off, on with the peer a
+//!   trusted proxy (a header expected first), on with the peer outside the trusted networks;
+//!   bits 6-7 the v2 length bound (4096, 0, 300, 65535);
 //! * `[1]` how the host chunks its reads: bits 6-7 pick exactly `max`, a fixed size, `max`
 //!   plus extra (a host that over-reads), or sizes that vary per read; bits 0-5 are the size;
 //! * `[2]` what the TLS handshake does when asked for: established with ALPN "postgresql",
@@ -15,13 +17,15 @@
 //! nothing panics; `buffered_len() <= 10004` after every call; `handle_input` never returns
 //! more than it was given, and consumes everything while it still asks for input; at most one
 //! `S`/`N` reply of each kind; `StartTls` only with TLS available; no plaintext StartupMessage
-//! gets through a policy that refuses plaintext; once an outcome (Startup, Cancel, Refuse) is
+//! gets through a policy that refuses plaintext; a header is accepted only from a trusted peer
+//! and only a header's source becomes the client address; once an outcome (Startup, Cancel, Refuse) is
 //! returned, `poll_output` returns `Finished` forever, whatever the host calls.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pgssl::ServerOutcome;
-use pgssl::server::{ServerNegotiator, ServerOutput, ServerPolicy};
+use pgssl::server::{ProxyNetworks, ServerNegotiator, ServerOutput, ServerPolicy};
+use pgssl::wire::proxy::ProxyLimits;
 use pgssl::wire::{MAX_PACKET_LEN, SSL_REQUEST};
 use pgssl::{Channel, HandshakeInfo};
 
@@ -38,6 +42,18 @@ fuzz_target!(|data: &[u8]| {
             _ => policy.refuse_plaintext_with("SSL connection is required."),
         };
     }
+    let trusted = ProxyNetworks::parse_list("127.0.0.0/8").unwrap();
+    let max_v2 = [4096, 0, 300, 65535][usize::from(policy_bits >> 6)];
+    policy = policy.proxy_limits(ProxyLimits::new().max_v2_len(max_v2));
+    policy = match (policy_bits >> 4) & 3 {
+        0 => policy.peer_addr("192.0.2.1:1".parse().unwrap()),
+        1 | 3 => policy
+            .peer_addr("127.0.0.5:2".parse().unwrap())
+            .proxy_networks(trusted),
+        _ => policy
+            .peer_addr("192.0.2.1:1".parse().unwrap())
+            .proxy_networks(trusted),
+    };
     let mut h = Host {
         neg: ServerNegotiator::new(policy.clone()),
         policy,
@@ -50,7 +66,8 @@ fuzz_target!(|data: &[u8]| {
     let outcome = loop {
         match h.drain() {
             ServerOutput::NeedInput { max } => {
-                assert!(max >= 1 && h.neg.buffered_len() + max <= MAX_PACKET_LEN);
+                let header_bound = 16 + usize::from(h.policy.proxy_header_limits().max_v2_len);
+                assert!(max >= 1 && h.neg.buffered_len() + max <= MAX_PACKET_LEN.max(header_bound));
                 if stream.is_empty() {
                     if flags & 1 == 0 {
                         return; // the host gives up without telling the negotiator
@@ -132,6 +149,21 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         ServerOutput::Done(ServerOutcome::Cancel(c)) => assert!(!c.key().is_empty()),
+        ServerOutput::Done(ServerOutcome::Refuse(_)) => {}
+        _ => unreachable!(),
+    }
+    match (h.neg.proxy(), h.policy.expects_proxy_header()) {
+        (Some(p), true) => {
+            assert_eq!(h.neg.client_addr(), p.source().or(h.policy.peer()));
+        }
+        (Some(_), false) => panic!("a header accepted from an untrusted peer"),
+        (None, _) => assert_eq!(h.neg.client_addr(), h.policy.peer()),
+    }
+    if let ServerOutput::Done(ServerOutcome::Startup(s)) = &outcome {
+        assert_eq!(s.client_addr(), h.neg.client_addr());
+    }
+    match &outcome {
+        ServerOutput::Done(ServerOutcome::Startup(_) | ServerOutcome::Cancel(_)) => {}
         ServerOutput::Done(ServerOutcome::Refuse(r)) => {
             let _ = (r.error().to_string(), r.response_bytes());
         }
@@ -193,6 +225,7 @@ impl Host {
 
     /// Checked after every `handle_*` call.
     fn check(&self) {
-        assert!(self.neg.buffered_len() <= MAX_PACKET_LEN);
+        let header_bound = 16 + usize::from(self.policy.proxy_header_limits().max_v2_len);
+        assert!(self.neg.buffered_len() <= MAX_PACKET_LEN.max(header_bound));
     }
 }

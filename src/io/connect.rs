@@ -179,6 +179,8 @@ impl TlsBuild {
 enum Phase {
     /// A new connection is wanted: resolve, then connect.
     Connecting,
+    /// Writing the configured preamble (a PROXY protocol header) on a new connection.
+    Preamble,
     /// Driving the negotiator.
     Negotiate,
     /// Sending the first packet.
@@ -262,6 +264,10 @@ impl<'c> ClientDriver<'c> {
                 Phase::Authenticate => return ClientStep::Authenticate,
                 Phase::HandOver => return ClientStep::HandOver,
                 Phase::Connecting => return self.connect_step(),
+                Phase::Preamble => match &self.config.proxy_header {
+                    Some(header) => return ClientStep::Write(header.clone()),
+                    None => self.phase = Phase::Negotiate,
+                },
                 Phase::SendFirst => match &self.first {
                     FirstPacket::Startup(bytes) | FirstPacket::Cancel(bytes) => {
                         return ClientStep::Write(bytes.clone());
@@ -436,7 +442,7 @@ impl<'c> ClientDriver<'c> {
         match result {
             Ok(()) => {
                 self.connected_addr = Some(self.addrs[self.next_addr]);
-                self.phase = Phase::Negotiate;
+                self.phase = Phase::Preamble;
             }
             Err(e) if self.is_timeout(&e) && self.connected_addr.is_some() => {
                 self.fail(ConnectError::Timeout)
@@ -453,6 +459,7 @@ impl<'c> ClientDriver<'c> {
     /// A write ended.
     pub(crate) fn handle_written(&mut self, result: io::Result<()>) {
         match (result, &self.phase) {
+            (Ok(()), Phase::Preamble) => self.phase = Phase::Negotiate,
             (Ok(()), Phase::SendFirst) => {
                 self.phase = match self.first {
                     FirstPacket::Startup(_) => Phase::ReadFirst(None),

@@ -240,6 +240,12 @@ pub struct ClientTlsConfig {
     pub home: Option<PathBuf>,
     /// Other libpq keywords, kept as given.
     pub other: Vec<(String, String)>,
+    /// Not a libpq setting: bytes written first on every TCP connection of the connect (each
+    /// fallback included), before any PostgreSQL packet: the PROXY protocol header a pooler or
+    /// proxy sends an upstream that trusts it, naming the client it connects for (see
+    /// [`encode_proxy_v1`](crate::wire::proxy::encode_proxy_v1) and
+    /// [`encode_proxy_v2`](crate::wire::proxy::encode_proxy_v2)). None by default.
+    pub proxy_header: Option<bytes::Bytes>,
 }
 
 impl std::fmt::Debug for ClientTlsConfig {
@@ -272,6 +278,7 @@ impl std::fmt::Debug for ClientTlsConfig {
             .field("sslkeylogfile", &self.sslkeylogfile)
             .field("home", &self.home)
             .field("other", &self.other)
+            .field("proxy_header", &self.proxy_header.as_ref().map(|h| h.len()))
             .finish()
     }
 }
