@@ -19,6 +19,8 @@ command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 # PgBouncer, as a client and as a TLS server of pgssl (tests/conformance/conformance_peers.rs).
 [ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
+# HAProxy, the load balancer sending PROXY protocol headers (tests/adapters/haproxy.rs).
+[ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
 python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
 if ((${#need_pkgs[@]})); then
     echo "installing: ${need_pkgs[*]}"

@@ -11,6 +11,7 @@ mod blocking_adapter;
 mod doc_outputs;
 mod examples;
 mod hand_over;
+mod haproxy;
 mod hostile_server;
 #[cfg(feature = "tokio")]
 mod pgwire_server;
