@@ -103,6 +103,17 @@ impl ServerPolicy {
     /// address it carries replaces the peer's; a connection from anywhere else that begins
     /// with a header is refused (closed without a reply, logged). Empty (the default): the
     /// PROXY protocol is off and a header is refused as the malformed packet it then is.
+    ///
+    /// ```
+    /// use pgssl::server::{ProxyNetworks, ServerPolicy};
+    ///
+    /// let peer = "10.1.2.3:40000".parse().unwrap(); // what accept() returned
+    /// let policy = ServerPolicy::new()
+    ///     .peer_addr(peer)
+    ///     .proxy_networks(ProxyNetworks::parse_list("10.0.0.0/8, 192.168.7.5").unwrap())
+    ///     .log_connections(true);
+    /// assert!(policy.expects_proxy_header());
+    /// ```
     pub fn proxy_networks(mut self, networks: ProxyNetworks) -> Self {
         self.proxy_networks = networks;
         self
