@@ -793,3 +793,80 @@ async fn send_cancel_over_tls_and_connect_with_fallback() {
         ]
     );
 }
+
+/// A trusted proxy's PROXY header, sent by pgssl's own client (`ClientTlsConfig::proxy_header`)
+/// on every connection of a connect, read by the async `accept`: the client's address reaches
+/// the outcome, over an SSLRequest, over direct SSL, and again on `prefer`'s plaintext retry
+/// after a FATAL over TLS (the header is sent on the new connection too).
+#[tokio::test]
+async fn a_trusted_proxy_header_names_the_client() {
+    use bytes::BytesMut;
+    use pgssl::server::ProxyNetworks;
+    use pgssl::wire::proxy::{ProxyCommand, encode_proxy_v1, encode_proxy_v2};
+
+    let claimed: std::net::SocketAddr = "203.0.113.9:4242".parse().unwrap();
+    let dst: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let mut v1 = BytesMut::new();
+    encode_proxy_v1(&mut v1, claimed, dst);
+    let mut v2 = BytesMut::new();
+    encode_proxy_v2(
+        &mut v2,
+        ProxyCommand::Proxy,
+        Some((claimed, dst)),
+        &[],
+        true,
+    );
+    for (header, conninfo, connections) in [
+        (v1.clone(), "sslmode=require", 1),
+        (v2.clone(), "sslmode=require sslnegotiation=direct", 1),
+        (v2.clone(), "sslmode=prefer", 2),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = server_tls(dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..connections {
+                let (sock, peer) = listener.accept().await.unwrap();
+                let policy = ServerPolicy::new()
+                    .peer_addr(peer)
+                    .proxy_networks(ProxyNetworks::parse_list("127.0.0.1/32").unwrap());
+                match accept(sock, policy, Some(&tls), Some(Duration::from_secs(20))).await {
+                    Ok(Accepted::Startup {
+                        mut stream,
+                        startup,
+                        ..
+                    }) => {
+                        let client = startup.client_addr().unwrap();
+                        let r = ErrorResponse::fatal("28000", format!("client={client}"));
+                        let _ = stream.write_all(&r.to_bytes()).await;
+                        let _ = stream.shutdown().await;
+                        seen.push((client, startup.channel(), startup.proxy().cloned()));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            seen
+        });
+        let mut config = client_config(port, conninfo);
+        config.proxy_header = Some(header.clone().freeze());
+        match connect(&config).await {
+            Err(ConnectError::Server(r)) => assert_eq!(r.message, format!("client={claimed}")),
+            other => panic!("{conninfo}: {other:?}"),
+        }
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), connections, "{conninfo}");
+        for (client, _, proxy) in &seen {
+            assert_eq!(*client, claimed, "{conninfo}");
+            let p = proxy.as_ref().expect("the header");
+            assert_eq!(p.destination(), Some(dst));
+            assert_eq!(p.header_len(), header.len());
+        }
+        let direct = conninfo.contains("direct");
+        assert_eq!(seen[0].1, Channel::Tls { direct }, "{conninfo}");
+        if connections == 2 {
+            assert_eq!(seen[1].1, Channel::Plaintext, "prefer's retry");
+        }
+    }
+}
