@@ -924,11 +924,8 @@ const UNASSERTED: &[&str] = &[
     "could not open certificate file \"%s\": %s",
     "This may indicate that the server does not support any SSL protocol version between %s and %s.",
     // docs/server-tls.md
-    "check of private key failed: %s",
     "could not enable revocation checks: %s",
-    "no SSL error reported",
     "could not set SSL protocol version range: the effective minimum %s is above the effective maximum %s (ssl_min_protocol_version, ssl_max_protocol_version and the OpenSSL configuration file combined)",
-    "DH: could not set DH parameters: %s",
 ];
 
 /// The backticked texts in the last column ("errors") of the tables of `doc` whose header's
