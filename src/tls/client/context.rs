@@ -658,3 +658,23 @@ fn read_key(path: &Path, password: Option<&str>) -> Result<PKey<Private>, Client
             }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sslrootcert=system` fails only when OpenSSL cannot install its default lookups
+    /// (X509_STORE_set_default_paths ignores default files and directories that name nothing;
+    /// tests/openssl_conf.rs's system-roots scenarios show the context building then), so the
+    /// text is checked here, with the reason OpenSSL 3.0 queues for that failure.
+    #[test]
+    fn system_roots_error_text() {
+        let e = ClientTlsError::SystemRoots {
+            reason: Reason::Text("malloc failure".to_owned()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "could not load system root certificate paths: malloc failure"
+        );
+    }
+}
