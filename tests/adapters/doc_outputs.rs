@@ -917,12 +917,9 @@ fn doc_proxy_log_and_clients() {
 // The error-text tables of docs/client-tls.md and docs/server-tls.md
 
 /// Error texts of the tables that no test asserts yet (each one a gap to close; the test fails
-/// when one of them becomes asserted, so the list only shrinks).
-const UNASSERTED: &[&str] = &[
-    // docs/client-tls.md
-    // docs/server-tls.md
-    "could not enable revocation checks: %s",
-];
+/// when one of them becomes asserted, so the list only shrinks). Empty: every text of the
+/// tables is asserted; a new text needs its test.
+const UNASSERTED: &[&str] = &[];
 
 /// The backticked texts in the last column ("errors") of the tables of `doc` whose header's
 /// last cell is `errors`.
