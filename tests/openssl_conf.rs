@@ -10,6 +10,9 @@
 //! explicitly, so that the file cannot hide the server's behaviour), and prints `key=value`
 //! lines. The parent checks those lines and the child's exit status, prints one line per
 //! scenario and a final `N passed, M failed`.
+//!
+//! The same way, two scenarios run pgssl's client with `sslrootcert=system` and the parent's
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR` (which OpenSSL also reads from the environment).
 
 #[path = "support/mod.rs"]
 pub mod support;
@@ -24,8 +27,12 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::SslVersion;
 use pgssl::server::ServerPolicy;
-use pgssl::tls::{ServerTls, ServerTlsConfig, TlsError, openssl_conf};
-use tls_support::{How, Seen, TestServer, cert, certs, connector, key_copy, localhost_config};
+use pgssl::tls::{
+    ClientTls, ClientTlsConfig, ServerTls, ServerTlsConfig, TlsError, TlsVersion, openssl_conf,
+};
+use tls_support::{
+    FATAL_MARKER, How, Seen, TestServer, cert, certs, connector, key_copy, localhost_config,
+};
 
 /// How long one child may take before it is killed and the scenario failed.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(15);
@@ -85,6 +92,67 @@ fn child(scenario: &str) -> ExitCode {
             client(&srv, "tls12", SslVersion::TLS1_2, SslVersion::TLS1_2);
             client(&srv, "tls13", SslVersion::TLS1_3, SslVersion::TLS1_3);
             client(&srv, "default", SslVersion::TLS1_2, SslVersion::TLS1_3);
+            if scenario == "min13" {
+                // ssl_max_protocol_version = TLSv1.2 under the file's MinProtocol = TLSv1.3.
+                let mut c = localhost_config(d.path());
+                c.max_protocol_version(Some(TlsVersion::Tls1_2));
+                put("max12.build", outcome(&c.build()));
+            }
+            if scenario == "max12" {
+                // ssl_max_protocol_version = TLSv1.3 under the file's MaxProtocol = TLSv1.2.
+                let mut c = localhost_config(d.path());
+                c.max_protocol_version(Some(TlsVersion::Tls1_3));
+                let tls = c
+                    .build()
+                    .unwrap_or_else(|e| panic!("building the server: {e}"));
+                put(
+                    "max13.effective.max",
+                    tls.effective()
+                        .max_protocol
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "none".to_owned()),
+                );
+                let srv = TestServer::with(ServerPolicy::new(), tls);
+                client(&srv, "max13_tls13", SslVersion::TLS1_3, SslVersion::TLS1_3);
+            }
+        }
+        // sslrootcert=system: OpenSSL's default store, as SSL_CERT_FILE and SSL_CERT_DIR (set
+        // by the parent) name it, against the server-localhost server.
+        "system-roots" => {
+            let tls = localhost_config(d.path())
+                .build()
+                .unwrap_or_else(|e| panic!("building the server: {e}"));
+            let srv = TestServer::with(ServerPolicy::new(), tls);
+            let conninfo = format!(
+                "host=localhost hostaddr=127.0.0.1 port={} user=u dbname=postgres sslmode=verify-full sslrootcert=system",
+                srv.port
+            );
+            let mut config = ClientTlsConfig::from_conninfo(&conninfo).expect("the conninfo");
+            config.home = Some(d.path().to_path_buf());
+            put(
+                "client.build",
+                match ClientTls::new(&config) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => format!("err {e}"),
+                },
+            );
+            // The test server answers the StartupMessage with a FATAL that describes the
+            // session, so a connection that got through TLS fails with that text.
+            put(
+                "client.connect",
+                match pgssl::io::blocking::connect(&config) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => format!("err {e}"),
+                },
+            );
+            let seen = match srv.next() {
+                Seen::Startup {
+                    session: Some(s), ..
+                } => format!("tls {}", s.version),
+                Seen::Refused(r) => format!("refused {r}"),
+                other => format!("{other:?}"),
+            };
+            put("server", seen);
         }
         "seclevel4" => {
             let c = openssl_conf::config_file();
@@ -246,8 +314,8 @@ fn system_default(lines: &str) -> String {
     )
 }
 
-/// Runs `--child scenario` with `OPENSSL_CONF` set to `conf`, or removed.
-fn run_child(scenario: &str, conf: Option<&Path>) -> Result<Run, String> {
+/// Runs `--child scenario` with `OPENSSL_CONF` set to `conf`, or removed, and `env` set.
+fn run_child(scenario: &str, conf: Option<&Path>, env: &[(&str, String)]) -> Result<Run, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(["--child", scenario])
@@ -258,6 +326,10 @@ fn run_child(scenario: &str, conf: Option<&Path>) -> Result<Run, String> {
         Some(p) => cmd.env("OPENSSL_CONF", p),
         None => cmd.env_remove("OPENSSL_CONF"),
     };
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
     // The outputs are small (well under a pipe buffer), so they are read after the exit.
     let start = Instant::now();
@@ -306,16 +378,22 @@ struct Scenario {
     conf: Option<String>,
     /// Whether OPENSSL_CONF names a file that does not exist.
     missing: bool,
+    /// More environment for the child (SSL_CERT_FILE and SSL_CERT_DIR are removed otherwise).
+    env: Vec<(&'static str, String)>,
     check: fn(&Run, &Path, &mut Checks),
 }
 
 fn parent() -> ExitCode {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // Named by SSL_CERT_FILE / SSL_CERT_DIR, never created.
+    let nowhere = dir.path().join("nowhere");
     let scenarios = [
         Scenario {
             name: "MinProtocol = TLSv1.3 in the file: a TLS 1.2 client is refused, though ssl_min_protocol_version is TLSv1.2",
             child: "min13",
             conf: Some(system_default("MinProtocol = TLSv1.3")),
             missing: false,
+            env: Vec::new(),
             check: check_min13,
         },
         Scenario {
@@ -323,6 +401,7 @@ fn parent() -> ExitCode {
             child: "max12",
             conf: Some(system_default("MaxProtocol = TLSv1.2")),
             missing: false,
+            env: Vec::new(),
             check: check_max12,
         },
         Scenario {
@@ -330,6 +409,7 @@ fn parent() -> ExitCode {
             child: "seclevel4",
             conf: Some(system_default("CipherString = DEFAULT@SECLEVEL=4")),
             missing: false,
+            env: Vec::new(),
             check: check_seclevel4,
         },
         Scenario {
@@ -337,6 +417,7 @@ fn parent() -> ExitCode {
             child: "baseline",
             conf: None,
             missing: false,
+            env: Vec::new(),
             check: check_baseline,
         },
         Scenario {
@@ -346,6 +427,7 @@ fn parent() -> ExitCode {
                 "# no ssl_conf here\nopenssl_conf = default_conf\n\n[default_conf]\n".to_owned(),
             ),
             missing: false,
+            env: Vec::new(),
             check: check_env,
         },
         Scenario {
@@ -353,10 +435,35 @@ fn parent() -> ExitCode {
             child: "env-missing",
             conf: Some(String::new()),
             missing: true,
+            env: Vec::new(),
             check: check_env_missing,
         },
+        Scenario {
+            name: "sslrootcert=system with SSL_CERT_FILE naming the test root: verify-full succeeds",
+            child: "system-roots",
+            conf: None,
+            missing: false,
+            env: vec![
+                ("SSL_CERT_FILE", cert("root_ca.crt").display().to_string()),
+                ("SSL_CERT_DIR", nowhere.join("certs").display().to_string()),
+            ],
+            check: check_system_roots_from_env,
+        },
+        Scenario {
+            name: "sslrootcert=system with SSL_CERT_FILE and SSL_CERT_DIR naming nothing: the context builds, the chain fails",
+            child: "system-roots",
+            conf: None,
+            missing: false,
+            env: vec![
+                (
+                    "SSL_CERT_FILE",
+                    nowhere.join("cert.pem").display().to_string(),
+                ),
+                ("SSL_CERT_DIR", nowhere.join("certs").display().to_string()),
+            ],
+            check: check_system_roots_missing,
+        },
     ];
-    let dir = tempfile::tempdir().expect("a temporary directory");
     let (mut passed, mut failed) = (0, 0);
     for (i, s) in scenarios.iter().enumerate() {
         let file = dir.path().join(format!("{}-{i}.cnf", s.child));
@@ -365,7 +472,7 @@ fn parent() -> ExitCode {
         }
         let conf = s.conf.as_ref().map(|_| file.as_path());
         let mut checks = Checks::default();
-        let raw = match run_child(s.child, conf) {
+        let raw = match run_child(s.child, conf, &s.env) {
             Ok(run) => {
                 checks.that(run.ok, "the child did not exit successfully");
                 checks.eq(&run, "done", "yes");
@@ -426,6 +533,13 @@ fn check_min13(run: &Run, file: &Path, c: &mut Checks) {
     c.eq(run, "tls13.client", "ok TLSv1.3");
     c.starts(run, "tls13.server", "tls TLSv1.3 ");
     c.eq(run, "default.client", "ok TLSv1.3");
+    // ssl_max_protocol_version = TLSv1.2 is below the file's minimum: the build stops (where
+    // PostgreSQL would set TLSv1.2..TLSv1.2 over the file).
+    c.eq(
+        run,
+        "max12.build",
+        "err could not set SSL protocol version range: the effective minimum TLSv1.3 is above the effective maximum TLSv1.2 (ssl_min_protocol_version, ssl_max_protocol_version and the OpenSSL configuration file combined)",
+    );
 }
 
 fn check_max12(run: &Run, file: &Path, c: &mut Checks) {
@@ -437,6 +551,11 @@ fn check_max12(run: &Run, file: &Path, c: &mut Checks) {
     c.eq(run, "tls12.client", "ok TLSv1.2");
     c.starts(run, "tls13.client", "err handshake: ");
     c.starts(run, "tls13.server", "refused ");
+    // ssl_max_protocol_version = TLSv1.3 does not lift the file's MaxProtocol (PostgreSQL would
+    // allow TLS 1.3).
+    c.eq(run, "max13.effective.max", "TLSv1.2");
+    c.starts(run, "max13_tls13.client", "err handshake: ");
+    c.starts(run, "max13_tls13.server", "refused ");
 }
 
 fn check_seclevel4(run: &Run, file: &Path, c: &mut Checks) {
@@ -498,4 +617,32 @@ fn check_env_missing(run: &Run, file: &Path, c: &mut Checks) {
     c.eq(run, "effective.max", "none");
     c.eq(run, "tls12.client", "ok TLSv1.2");
     c.eq(run, "default.client", "ok TLSv1.3");
+}
+
+fn check_system_roots_from_env(run: &Run, _file: &Path, c: &mut Checks) {
+    c.eq(run, "client.build", "ok");
+    let connect = run.get("client.connect");
+    c.that(
+        connect.contains(FATAL_MARKER) && connect.contains("ssl=on"),
+        format!("client.connect: expected the test server's FATAL over SSL, got {connect:?}"),
+    );
+    c.starts(run, "server", "tls TLSv1.");
+}
+
+/// OpenSSL ignores default paths that name nothing (X509_STORE_set_default_paths fails only
+/// when it cannot allocate its lookups), as it does for libpq: the context builds, without
+/// "could not load system root certificate paths", and the server's chain then fails.
+fn check_system_roots_missing(run: &Run, _file: &Path, c: &mut Checks) {
+    c.eq(run, "client.build", "ok");
+    let connect = run.get("client.connect");
+    c.that(
+        connect.starts_with("err ")
+            && connect.contains(
+                "SSL error: certificate verify failed: unable to get local issuer certificate",
+            ),
+        format!(
+            "client.connect: expected \"SSL error: certificate verify failed: unable to get local issuer certificate\", got {connect:?}"
+        ),
+    );
+    c.starts(run, "server", "refused ");
 }

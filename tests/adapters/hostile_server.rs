@@ -12,7 +12,7 @@
 //! 5. a server certificate whose CN contains a NUL byte: accepted by `require` and `verify-ca`
 //!    (names are only checked by verify-full), refused by `verify-full`;
 //! 6. (examples/connect, examples/proxy) malformed authentication messages and a short DataRow:
-//!    an error, never a panic;
+//!    an error, never a panic; a DataRow length of -2 is NULL (examples/connect), as in libpq;
 //! 7. (examples/proxy) an upstream that completes TLS and then stays silent: the client is
 //!    closed at the proxy's authentication_timeout with an error naming the upstream;
 //! 8. close_notify before the first message: "SSL connection has been closed unexpectedly";
@@ -849,6 +849,53 @@ fn row6_connect_scram_zero_iterations() {
 fn row6_connect_short_data_row() {
     let case = "a DataRow of one byte";
     connect_fails_cleanly(short_data_row(), Some("select 1"), case);
+}
+
+/// Trust, then three text columns in answer to the query: `1`, a value whose length is -2 and
+/// `x`. libpq reads any negative length as NULL (fe-protocol3.c, getAnotherTuple).
+fn data_row_with_length_minus_two() -> Server {
+    let mut desc = 3u16.to_be_bytes().to_vec();
+    for name in ["a", "b", "c"] {
+        desc.extend_from_slice(name.as_bytes());
+        desc.push(0);
+        desc.extend_from_slice(&0u32.to_be_bytes()); // table
+        desc.extend_from_slice(&0u16.to_be_bytes()); // column
+        desc.extend_from_slice(&25u32.to_be_bytes()); // text
+        desc.extend_from_slice(&(-1i16).to_be_bytes());
+        desc.extend_from_slice(&(-1i32).to_be_bytes());
+        desc.extend_from_slice(&0u16.to_be_bytes());
+    }
+    let mut row = 3u16.to_be_bytes().to_vec();
+    row.extend_from_slice(&1i32.to_be_bytes());
+    row.push(b'1');
+    row.extend_from_slice(&(-2i32).to_be_bytes());
+    row.extend_from_slice(&1i32.to_be_bytes());
+    row.push(b'x');
+    let answer = [
+        message(b'T', &desc),
+        message(b'D', &row),
+        message(b'C', b"SELECT 1\0"),
+        ready(),
+    ]
+    .concat();
+    plain(vec![
+        Step::Write(auth_ok_ready()),
+        Step::reply(move |_| answer.clone()),
+    ])
+}
+
+/// A DataRow value with a negative length other than -1 is NULL for the connect example, as
+/// for psql (both print NULL as an empty field: `1||x`).
+#[test]
+fn row6_negative_data_row_length_is_null_as_in_libpq() {
+    let server = data_row_with_length_minus_two();
+    let out = connect_example(&server, PLAIN, Some("select 1"));
+    assert!(out.success(), "connect example: {out}");
+    assert_eq!(out.stdout, "ssl=off\n1||x\n", "connect example: {out}");
+    let server = data_row_with_length_minus_two();
+    let (out, _) = psql_to(&server, PLAIN);
+    assert!(out.success(), "psql: {out}");
+    assert_eq!(out.stdout, "1||x\n", "psql: {out}");
 }
 
 /// psql fails on each of them with an error (libpq's words are printed with --nocapture).

@@ -308,6 +308,54 @@ fn prefer_and_allow_fall_back_over_a_new_connection() {
     );
 }
 
+/// A TLS context that cannot be built (a root certificate file with no certificate in it) is a
+/// failed TLS attempt: `prefer` goes on in plaintext over a new connection, `require` fails
+/// with the file's error, as libpq (whose initialize_SSL fails the same way).
+#[test]
+fn prefer_falls_back_to_plaintext_when_the_tls_context_cannot_be_built() {
+    let pg = server();
+    let not_a_cert = cert("README.md");
+    side_by_side(
+        &format!(
+            "{} sslmode=prefer sslrootcert={not_a_cert}",
+            base(&pg, CN_HOST, "postgres")
+        ),
+        Ok(false),
+    );
+    let failed = format!(
+        "could not read root certificate file \"{not_a_cert}\": no certificate or crl found"
+    );
+    side_by_side(
+        &format!(
+            "{} sslmode=require sslrootcert={not_a_cert}",
+            base(&pg, CN_HOST, "postgres")
+        ),
+        Err(&failed),
+    );
+}
+
+/// A client certificate the server refuses (from a CA its ssl_ca_file does not hold): with TLS
+/// 1.3 the client's handshake is over before the server's alert, which arrives on the first
+/// read and reads `SSL error: <OpenSSL's reason>`, as in libpq.
+#[test]
+fn refused_client_certificate_reads_as_an_ssl_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = server();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("client-other-ca.key");
+    std::fs::copy(certs().join("client-other-ca.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    side_by_side(
+        &format!(
+            "{} sslmode=require sslcert={} sslkey={}",
+            base(&pg, CN_HOST, "ssluser"),
+            cert("client-other-ca.crt"),
+            key.display()
+        ),
+        Err("SSL error: tlsv1 alert unknown ca"),
+    );
+}
+
 /// The connector alone, under tokio-postgres's own `Config::connect` (its sslmode decides
 /// whether TLS is used; the connector verifies as its configuration says, with the host name
 /// tokio-postgres gives it).

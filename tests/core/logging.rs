@@ -216,6 +216,45 @@ fn connection_received_names_the_client_a_trusted_proxy_names() {
             log::Level::Warn,
             "PROXY protocol header from host=192.0.2.99 port=1234, which is not a trusted proxy: connection refused"
         ),
+
+/// A partial length word (fewer than 4 bytes) after a negotiation request, then EOF, is not
+/// logged, as PostgreSQL's ProcessStartupPacket stays quiet then (`!ssl_done && !gss_done`);
+/// before any request, or with a whole length word after one, "incomplete startup packet" is.
+#[test]
+fn partial_length_word_after_a_request_is_not_logged() {
+    let incomplete = |lines: &[(log::Level, String)]| {
+        lines
+            .iter()
+            .any(|(_, t)| t.contains("incomplete startup packet"))
+    };
+    let after_request = |extra: &[u8]| {
+        captured(|| {
+            let mut s = ServerNegotiator::new(ServerPolicy::new());
+            // The 'N' is sent before the client writes more (bytes in the request's own
+            // segment are "unencrypted data after SSL request").
+            feed(&mut s, &SSL_REQUEST);
+            feed(&mut s, extra);
+            s.handle_eof();
+        })
+    };
+    let lines = after_request(&[0, 0]);
+    assert!(
+        has(&lines, log::Level::Info, "SSLRequest rejected"),
+        "{lines:?}"
+    );
+    assert!(!incomplete(&lines), "{lines:?}");
+    let lines = after_request(&[0, 0, 0, 50, 0, 3]);
+    assert!(
+        has(&lines, log::Level::Warn, "incomplete startup packet"),
+        "{lines:?}"
+    );
+    let lines = captured(|| {
+        let mut s = ServerNegotiator::new(ServerPolicy::new());
+        feed(&mut s, &[0, 0]);
+        s.handle_eof();
+    });
+    assert!(
+        has(&lines, log::Level::Warn, "incomplete startup packet"),
         "{lines:?}"
     );
 }

@@ -1320,6 +1320,15 @@ fn server_crl() {
     run_group("server CRL", &ports(&servers), &cases);
 }
 
+/// A path whose last component (292 bytes) is longer than NAME_MAX (255).
+const LONG_NAME: &str = concat!(
+    "/tmp/",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxx.crt"
+);
+
 /// Client certificates: the `cert` method, keys in every form, loose permissions, a revoked
 /// certificate (the server's ssl_crl_file) and clientcert=verify-full on a trust line.
 #[test]
@@ -1396,6 +1405,16 @@ fn client_certificates() {
             "client.crt with client-dn.key (another key)",
             "sslcert={certs}/client.crt sslkey={keys}/client-dn.key",
             Expect::Fail("key values mismatch"),
+        ),
+        // stat() failing otherwise than "no such file" (here ENAMETOOLONG: a path component
+        // longer than NAME_MAX) is an error, not "no certificate", as in libpq.
+        c(
+            "sslcert naming a file stat() cannot reach (a name too long)",
+            &format!("sslcert={LONG_NAME}"),
+            Expect::Fail(Box::leak(
+                format!("could not open certificate file \"{LONG_NAME}\": File name too long")
+                    .into_boxed_str(),
+            )),
         ),
         c(
             "client.crt without its key file",
@@ -1544,10 +1563,13 @@ fn protocol_versions() {
             Expect::Fail("ssl_max_protocol_version"),
         )
         .server("default"),
+        // libpq's hint names the client's range (ssl_min_protocol_version's default TLSv1.2).
         case(
             "server TLSv1.3 only, client ssl_max_protocol_version=TLSv1.2: require fails",
             "sslmode=require ssl_max_protocol_version=TLSv1.2",
-            Expect::Fail("SSL error"),
+            Expect::Fail(
+                "SSL error: tlsv1 alert protocol version\nThis may indicate that the server does not support any SSL protocol version between TLSv1.2 and TLSv1.2.",
+            ),
         )
         .server("tls1.3"),
         case(

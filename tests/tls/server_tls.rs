@@ -111,6 +111,20 @@ fn key_that_does_not_match_the_certificate() {
     );
 }
 
+/// A key of another type than the certificate's is set into OpenSSL's slot for its own type,
+/// where no certificate is, so setting it succeeds; the check after it then finds the RSA
+/// certificate without its key, as PostgreSQL's SSL_CTX_check_private_key does.
+#[test]
+fn key_of_another_type_fails_the_private_key_check() {
+    let d = dir();
+    let mut c = localhost_config(d.path());
+    c.key_file(key_copy(d.path(), "server-ecdsa.key", 0o600));
+    assert_eq!(
+        build_err(&c),
+        "check of private key failed: no certificate assigned"
+    );
+}
+
 #[test]
 fn key_file_with_garbage() {
     let d = dir();
@@ -195,6 +209,24 @@ fn unknown_group() {
     );
 }
 
+/// An empty `ssl_groups`: OpenSSL before 3.5 refuses the list without queuing an error, and the
+/// reason is PostgreSQL's fallback for an empty queue; OpenSSL 3.5 and later accept an empty
+/// list (`tls1_set_groups_list` returns early for it).
+#[test]
+fn empty_group_list_has_no_ssl_error_to_report() {
+    let d = dir();
+    let mut c = localhost_config(d.path());
+    c.groups("");
+    if openssl::version::number() < 0x3050_0000 {
+        assert_eq!(
+            build_err(&c),
+            "failed to set group names specified in ssl_groups: no SSL error reported"
+        );
+    } else {
+        assert!(c.build().is_ok(), "{}", openssl::version::version());
+    }
+}
+
 #[test]
 fn dh_params_file_errors() {
     let d = dir();
@@ -205,6 +237,34 @@ fn dh_params_file_errors() {
     );
     let e = build_err(localhost_config(d.path()).dh_params_file(cert("root_ca.crt")));
     assert!(e.starts_with("could not load DH parameters file"), "{e}");
+}
+
+/// Valid 512-bit DH parameters (`openssl dhparam 512`): they parse, and OpenSSL's security
+/// level (1 and above: 80 bits, a 512-bit group has fewer) refuses them when they are set.
+const DH_512: &str = "-----BEGIN DH PARAMETERS-----
+MEYCQQCRql3Mse7Xun0a3og/QQCYnXSOBFhKpxD3A5lQHQRQcMskQ7g2l0VQhcdW
+lqE5BiXxMKt9tcHDXBfaHVJzp0FvAgEC
+-----END DH PARAMETERS-----
+";
+
+#[test]
+fn dh_params_below_the_security_level_cannot_be_set() {
+    let d = dir();
+    let file = d.path().join("dh512.pem");
+    std::fs::write(&file, DH_512).unwrap();
+    // They are read (no "could not load DH parameters file" error)…
+    assert_eq!(
+        openssl::dh::Dh::params_from_pem(DH_512.as_bytes())
+            .unwrap()
+            .prime_p()
+            .num_bits(),
+        512
+    );
+    // …and refused when they are installed.
+    assert_eq!(
+        build_err(localhost_config(d.path()).dh_params_file(&file)),
+        "DH: could not set DH parameters: dh key too small"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
