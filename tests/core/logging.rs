@@ -216,6 +216,9 @@ fn connection_received_names_the_client_a_trusted_proxy_names() {
             log::Level::Warn,
             "PROXY protocol header from host=192.0.2.99 port=1234, which is not a trusted proxy: connection refused"
         ),
+        "{lines:?}"
+    );
+}
 
 /// A partial length word (fewer than 4 bytes) after a negotiation request, then EOF, is not
 /// logged, as PostgreSQL's ProcessStartupPacket stays quiet then (`!ssl_done && !gss_done`);
