@@ -7,15 +7,15 @@
 //! ReadyForQuery → each simple Query answered with one row (`1`) → Terminate or end of stream.
 //!
 //! ```text
-//! bench_load raw|blocking|tokio --listen ADDR --cert FILE --key FILE [-c NAME=VALUE]...
+//! bench_load raw|blocking|tokio|tokio-st --listen ADDR --cert FILE --key FILE [-c NAME=VALUE]...
 //! ```
 //!
 //! * `raw`: the floor. No pgssl on the connection path: it reads the 8-byte SSLRequest itself,
 //!   writes `S` and runs `openssl::ssl::Ssl::accept` on the context, on a pool of threads that
 //!   all block in `accept(2)` (no thread created per connection).
 //! * `blocking`: `pgssl::io::blocking::accept`, a thread per connection (64 KiB stack).
-//! * `tokio`: `pgssl::io::tokio::accept` on tokio's multi-threaded runtime, a task per
-//!   connection.
+//! * `tokio`: `pgssl::io::tokio::accept` on tokio's multi-threaded runtime (a worker per
+//!   core), a task per connection; `tokio-st`: the same on a current-thread runtime.
 //!
 //! It prints `ready` on stderr once it listens, and logs nothing per connection.
 
@@ -188,7 +188,7 @@ async fn tokio_connection(
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench_load raw|blocking|tokio --listen ADDR --cert FILE --key FILE [-c NAME=VALUE]... [--threads N]"
+        "usage: bench_load raw|blocking|tokio|tokio-st --listen ADDR --cert FILE --key FILE [-c NAME=VALUE]... [--threads N]"
     );
     std::process::exit(2);
 }
@@ -259,10 +259,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     })?;
             }
         }
-        "tokio" => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+        "tokio" | "tokio-st" => {
+            let rt = if mode == "tokio" {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+            };
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&listen).await?;
                 eprintln!("ready");
@@ -271,9 +277,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         continue;
                     };
                     let (tls, r) = (tls.clone(), replies.clone());
-                    tokio::spawn(async move {
+                    let fut = async move {
                         let _ = tokio_connection(sock, &tls, &r).await;
-                    });
+                    };
+                    if std::env::var_os("BENCH_SIZES").is_some() {
+                        eprintln!("connection future: {} bytes", std::mem::size_of_val(&fut));
+                    }
+                    tokio::spawn(fut);
                 }
                 #[allow(unreachable_code)]
                 Ok::<(), io::Error>(())

@@ -35,6 +35,7 @@ SERVERS = [
     ("a", "raw", "raw OpenSSL loop (floor)"),
     ("b", "blocking", "pgssl blocking adapter"),
     ("c", "tokio", "pgssl tokio adapter"),
+    ("t", "tokio-st", "pgssl tokio adapter, current-thread runtime"),
     ("d", "example", "examples/server"),
     ("e", "pgbouncer", "PgBouncer (client TLS)"),
     ("f", "postgres", "PostgreSQL 15, ssl=on"),
@@ -166,7 +167,7 @@ class Env:
         crt, key = self.certs(kind, shared=name in ("postgres", "pgbouncer"))
         port = free_port()
         a = self.args
-        if name in ("raw", "blocking", "tokio"):
+        if name in ("raw", "blocking", "tokio", "tokio-st"):
             p = self.spawn([a.bench_bin, name, "--listen", f"127.0.0.1:{port}", "--cert", crt,
                             "--key", key], f"{name}-{kind}.log")
             wait_port(port, p)
@@ -484,7 +485,7 @@ def release(procs):
 def idle(env):
     a = env.args
     kind = a.certs[0]
-    wanted = [s for s in SERVERS if s[0] in a.servers and s[0] in "bcde"]
+    wanted = [s for s in SERVERS if s[0] in a.servers and s[0] in "bctde"]
     rows = []
     for letter, name, label in wanted:
         if name == "pgbouncer":
@@ -534,7 +535,8 @@ def main():
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--servers", default="abcdef", help="letters of the servers to run")
+    p.add_argument("--servers", default="abctdef",
+                   help="letters of the servers to run (t: tokio on a current-thread runtime)")
     p.add_argument("--tls", default="1.3,1.2")
     p.add_argument("--certs", default="ecdsa,rsa")
     p.add_argument("--idle", type=int, default=1000, help="idle connections (0: none)")
