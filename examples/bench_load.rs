@@ -116,7 +116,9 @@ fn raw_connection(sock: TcpStream, tls: &ServerTls, r: &Replies) -> io::Result<(
     }
     sock.write_all(b"S")?;
     let ssl = openssl::ssl::Ssl::new(tls.context()).map_err(io::Error::other)?;
-    let mut s = ssl.accept(sock).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut s = ssl
+        .accept(sock)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
@@ -150,16 +152,15 @@ async fn tokio_connection(
     r: &Replies,
 ) -> io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = match pgssl::io::tokio::accept(sock, ServerPolicy::new(), Some(tls), None)
-        .await?
-    {
-        pgssl::io::tokio::Accepted::Startup { stream, .. } => stream,
-        pgssl::io::tokio::Accepted::Cancel { mut stream, .. } => {
-            let _ = stream.shutdown().await;
-            return Ok(());
-        }
-        pgssl::io::tokio::Accepted::Refused(_) => return Ok(()),
-    };
+    let mut stream =
+        match pgssl::io::tokio::accept(sock, ServerPolicy::new(), Some(tls), None).await? {
+            pgssl::io::tokio::Accepted::Startup { stream, .. } => stream,
+            pgssl::io::tokio::Accepted::Cancel { mut stream, .. } => {
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            pgssl::io::tokio::Accepted::Refused(_) => return Ok(()),
+        };
     stream.write_all(&r.login).await?;
     stream.flush().await?;
     let mut body = Vec::new();
