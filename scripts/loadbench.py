@@ -185,8 +185,9 @@ class Env:
         raise ValueError(name)
 
     def start_postgres(self, kind, crt, key, port):
-        data = self.path(f"pg-{kind}")
-        sock = self.path(f"pgsock-{kind}")
+        self.starts = getattr(self, "starts", 0) + 1  # a fresh cluster each time
+        data = self.path(f"pg-{kind}-{self.starts}")
+        sock = self.path(f"pgsock-{kind}-{self.starts}")
         for d in (data, sock):
             os.makedirs(d, mode=0o700, exist_ok=True)
             shutil.chown(d, "postgres", "postgres")
