@@ -465,35 +465,61 @@ impl Frontend {
 
     /// Serves `listener` until SIGINT or SIGTERM, a thread per connection, reloading TLS on
     /// SIGHUP; then removes the generated certificate.
+    ///
+    /// The accept blocks (no polling): a signal thread reloads on SIGHUP, and on SIGINT or
+    /// SIGTERM sets the stop flag and wakes the accept with a connection of its own.
     pub fn run(
         self: &Arc<Self>,
         listener: TcpListener,
         serve: impl Fn(Arc<Frontend>, TcpStream, SocketAddr) + Clone + Send + 'static,
         ready: impl FnOnce(SocketAddr),
     ) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let addr = listener.local_addr()?;
-        listener.set_nonblocking(true)?;
-        let hup = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+        {
+            let (me, stop) = (self.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        me.reload();
+                        continue;
+                    }
+                    stop.store(true, Ordering::SeqCst);
+                    let wake = std::time::Duration::from_secs(5);
+                    if TcpStream::connect_timeout(&wake_address(addr), wake).is_err() {
+                        // The accept cannot be woken: stop from here.
+                        log::info!("received fast shutdown request");
+                        if me.generated.is_some() {
+                            remove_generated();
+                        }
+                        std::process::exit(0);
+                    }
+                    break;
+                }
+            });
+        }
         log_listening(addr);
         ready(addr);
-        while !stop.load(Ordering::SeqCst) {
-            if hup.swap(false, Ordering::SeqCst) {
-                self.reload();
-            }
+        loop {
             match listener.accept() {
+                Ok(_) if stop.load(Ordering::SeqCst) => break,
                 Ok((sock, peer)) => {
-                    sock.set_nonblocking(false)?;
                     let (me, serve) = (self.clone(), serve.clone());
-                    std::thread::spawn(move || serve(me, sock, peer));
+                    let spawned = std::thread::Builder::new()
+                        .stack_size(CONNECTION_STACK)
+                        .spawn(move || serve(me, sock, peer));
+                    if let Err(e) = spawned {
+                        log::warn!("could not fork new process for connection: {e}");
+                    }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
+                Err(_) if stop.load(Ordering::SeqCst) => break,
+                Err(e) => {
+                    log::warn!("could not accept new connection: {e}");
+                    // Out of descriptors or memory: give the live connections time to end.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                Err(e) => log::warn!("could not accept new connection: {e}"),
             }
         }
         log::info!("received fast shutdown request");
@@ -502,6 +528,22 @@ impl Frontend {
         }
         Ok(())
     }
+}
+
+/// Each connection's thread stack: the handshake and the query loop need far less than the
+/// 2 MiB default (only the pages touched are resident; this bounds the address space of many
+/// idle connections).
+const CONNECTION_STACK: usize = 256 * 1024;
+
+/// Where the signal thread connects to wake the accept: the listening address, loopback for an
+/// unspecified one.
+fn wake_address(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
 }
 
 /// PostgreSQL's log line for a listening socket.

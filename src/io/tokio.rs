@@ -127,7 +127,10 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> io::Result<Accepted<S>> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let (d, conn) = ServerDriver::start(stream, policy, tls)?;
-    within(deadline, TIMEOUT_MESSAGE, negotiate(d, conn)).await?
+    // Boxed: the negotiation's state (the driver, the handshake's futures: some 5.5 KB) lives
+    // on the heap until it is done, instead of inside the caller's future, which a server
+    // keeps (a task per connection) for the connection's whole life.
+    within(deadline, TIMEOUT_MESSAGE, Box::pin(negotiate(d, conn))).await?
 }
 
 /// [`accept`]'s loop, without the deadline.
