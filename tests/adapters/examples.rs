@@ -786,3 +786,93 @@ fn server_sighup_broken_certificate() {
     assert!(out.stdout.starts_with("t|TLSv1.3|"), "{out}");
     server.wait_log(mark, "SSL enabled (protocol=TLSv1.3");
 }
+
+/// What a server answered to a password or SASL message of length word `len` on a plaintext
+/// connection: the ErrorResponse's SQLSTATE and message, or None when it closed without one.
+fn answer_to_auth_message(port: u16, user: &str, len: u32) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&crate::support::startup(&[
+        ("user", user),
+        ("database", "postgres"),
+    ]))
+    .unwrap();
+    // The authentication request: 'R', length, code (and SASL's mechanism list).
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], b'R', "an authentication request");
+    let mut body = vec![0u8; u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize - 4];
+    s.read_exact(&mut body).unwrap();
+    // The message: a NUL-terminated body of `len - 4` bytes.
+    let mut msg = vec![b'p'];
+    msg.extend_from_slice(&len.to_be_bytes());
+    msg.extend(std::iter::repeat_n(b'x', len as usize - 5));
+    msg.push(0);
+    let _ = s.write_all(&msg);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    if reply.first() != Some(&b'E') {
+        return None;
+    }
+    let e = match pgssl::wire::ErrorResponse::decode(&reply) {
+        Ok(pgssl::wire::Decoded::Complete(e, _)) => e,
+        other => panic!("{other:?}"),
+    };
+    Some((e.code.to_string(), e.message.to_string()))
+}
+
+/// The proxy's bounds on a client's password (65535 bytes) and SASL (1024) messages are
+/// PostgreSQL 15's: at each bound and one past it, PostgreSQL logs "invalid message length"
+/// exactly when the proxy refuses with FATAL 08P01 "invalid message length"; within the bound
+/// the proxy relays and the client gets PostgreSQL's own answer (the password is wrong; the
+/// SASL mechanism is not one). What PostgreSQL sends past
+/// the bound differs by message, as docs/examples/proxy.md says: nothing for a password, and
+/// FATAL 28P01 "password authentication failed" for SASL.
+#[test]
+fn proxy_auth_message_bounds_are_postgresql15s() {
+    let pg = postgres(&format!(
+        "host all {PROXY_USER} 127.0.0.1/32 password\n\
+         host all {SCRAM_USER} 127.0.0.1/32 scram-sha-256\n"
+    ));
+    let upstream = format!("host=127.0.0.1 port={} sslmode=disable", pg.port);
+    let proxy = Example::start("proxy", &["--upstream", &upstream], "connect with:");
+    let failed = |user: &str| {
+        Some((
+            "28P01".to_owned(),
+            format!("password authentication failed for user \"{user}\""),
+        ))
+    };
+    for (user, bound, pg_past_bound) in [
+        (PROXY_USER, 65_535, None),
+        (SCRAM_USER, 1_024, failed(SCRAM_USER)),
+    ] {
+        for len in [bound, bound + 1] {
+            let logged = pg.log().matches("invalid message length").count();
+            let from_pg = answer_to_auth_message(pg.port, user, len);
+            // The backend logs before it exits; give the log a moment.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut pg_refused = false;
+            while Instant::now() < deadline {
+                pg_refused = pg.log().matches("invalid message length").count() > logged;
+                if pg_refused || len <= bound {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let from_proxy = answer_to_auth_message(proxy.port, user, len);
+            assert_eq!(pg_refused, len > bound, "{user} {len}: {from_pg:?}");
+            if len > bound {
+                assert_eq!(from_pg, pg_past_bound, "{user} {len}");
+                assert_eq!(
+                    from_proxy,
+                    Some(("08P01".to_owned(), "invalid message length".to_owned())),
+                    "{user} {len}"
+                );
+            } else {
+                // Within the bound the proxy relays: the upstream's own answer comes back.
+                assert!(from_pg.is_some(), "{user} {len}");
+                assert_eq!(from_proxy, from_pg, "{user} {len}");
+            }
+        }
+    }
+}
