@@ -502,15 +502,13 @@ impl Frontend {
         }
         log_listening(addr);
         ready(addr);
+        let workers = Arc::new(Workers::default());
         loop {
             match listener.accept() {
                 Ok(_) if stop.load(Ordering::SeqCst) => break,
                 Ok((sock, peer)) => {
                     let (me, serve) = (self.clone(), serve.clone());
-                    let spawned = std::thread::Builder::new()
-                        .stack_size(CONNECTION_STACK)
-                        .spawn(move || serve(me, sock, peer));
-                    if let Err(e) = spawned {
+                    if let Err(e) = workers.run(Box::new(move || serve(me, sock, peer))) {
                         log::warn!("could not fork new process for connection: {e}");
                     }
                 }
@@ -534,6 +532,52 @@ impl Frontend {
 /// 2 MiB default (only the pages touched are resident; this bounds the address space of many
 /// idle connections).
 const CONNECTION_STACK: usize = 256 * 1024;
+
+/// How long a connection thread waits for the next connection before it exits.
+const WORKER_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The connection threads: one per connection, as PostgreSQL has a process per connection,
+/// but a thread whose connection ended waits [`WORKER_IDLE`] for the next one instead of
+/// exiting, so that a busy server does not create and tear down a thread (and its stack
+/// mapping) for every connection.
+#[derive(Default)]
+struct Workers {
+    /// The threads waiting for a connection, each by its channel.
+    idle: std::sync::Mutex<Vec<std::sync::mpsc::Sender<Job>>>,
+}
+
+impl Workers {
+    /// Runs `job` on an idle thread, or on a new one.
+    fn run(self: &Arc<Self>, mut job: Job) -> std::io::Result<()> {
+        loop {
+            let Some(worker) = self.idle.lock().unwrap().pop() else {
+                break;
+            };
+            // A worker that timed out meanwhile has dropped its receiver: try the next.
+            match worker.send(job) {
+                Ok(()) => return Ok(()),
+                Err(std::sync::mpsc::SendError(back)) => job = back,
+            }
+        }
+        let me = self.clone();
+        std::thread::Builder::new()
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || {
+                job();
+                loop {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    me.idle.lock().unwrap().push(tx);
+                    match rx.recv_timeout(WORKER_IDLE) {
+                        Ok(next) => next(),
+                        Err(_) => return,
+                    }
+                }
+            })
+            .map(drop)
+    }
+}
 
 /// Where the signal thread connects to wake the accept: the listening address, loopback for an
 /// unspecified one.
